@@ -39,7 +39,7 @@ func (r *Reader) fragment(i uint32) (fragmentEntry, error) {
 // is the number of bytes the block must decode to at least. what names the
 // owner for errors.
 func (r *Reader) dataBlock(pos uint64, w uint32, want int, what func() string) (blockRef, error) {
-	return r.dataCache.get(pos, func() ([]byte, uint64, error) {
+	ref, err := r.dataCache.get(pos, func() ([]byte, uint64, error) {
 		size := int(w & dataSizeMask)
 		out := r.dataPool.get()
 		fail := func(err error) ([]byte, uint64, error) {
@@ -71,6 +71,15 @@ func (r *Reader) dataBlock(pos uint64, w uint32, want int, what func() string) (
 		}
 		return out[:n], 0, nil
 	})
+	// A cached block was checked against the want of the caller that
+	// decoded it; in a corrupt image another user of the block (a second
+	// file's fragment tail, say) may want more.
+	if err == nil && len(ref.bytes()) < want {
+		n := len(ref.bytes())
+		ref.release()
+		return blockRef{}, r.corrupt(what(), "data block at %d decodes to %d bytes, want %d", pos, n, want)
+	}
+	return ref, err
 }
 
 // blockOf describes where block i of a file comes from.
@@ -229,4 +238,23 @@ func (f *FileReader) ReadAt(p []byte, off int64) (int, error) {
 		f.r.prefetch(f.ino, next, next+window)
 	}
 	return f.r.ReadAt(f.ino, p, off)
+}
+
+// SparseRun returns how many of the n bytes of a regular file starting at
+// off are a hole: whole sparse blocks from a block-aligned off. Extractors
+// use it to leave holes instead of writing zeros.
+func (r *Reader) SparseRun(ino *Inode, off, n int64) int64 {
+	bs := int64(r.sb.BlockSize)
+	if off%bs != 0 || off < 0 {
+		return 0
+	}
+	end := min(off+n, int64(ino.Size))
+	run := int64(0)
+	for i := off / bs; i < int64(len(ino.blockSizes)) && i*bs < end; i++ {
+		if ino.blockSizes[i]&dataSizeMask != 0 {
+			break
+		}
+		run = min((i+1)*bs, end) - off
+	}
+	return run
 }
