@@ -77,6 +77,9 @@ func run(args []string, out, errOut io.Writer) int {
 		return 2
 	}
 	if err := c.run(fs, fs.Args()); err != nil {
+		if os.Getenv(daemonReadyEnv) != "" {
+			return 1 // a --daemon child: the parent prints the error
+		}
 		fmt.Fprintf(errOut, "livefs %s: %v\n", c.name, err)
 		if errors.Is(err, errUsage) {
 			fs.Usage()

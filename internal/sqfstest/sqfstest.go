@@ -310,3 +310,26 @@ func getXattr(p, name string) ([]byte, error) {
 	}
 	return buf[:n], nil
 }
+
+// DropXattrs removes the named-prefix xattrs from every entry (e.g. the
+// overlay markers a union hides).
+func (tr Tree) DropXattrs(prefixes ...string) {
+	for _, e := range tr {
+		if e.Xattrs == "" {
+			continue
+		}
+		var keep []string
+		for _, kv := range strings.Split(e.Xattrs, ",") {
+			drop := false
+			for _, p := range prefixes {
+				if strings.HasPrefix(kv, p) {
+					drop = true
+				}
+			}
+			if !drop {
+				keep = append(keep, kv)
+			}
+		}
+		e.Xattrs = strings.Join(keep, ",")
+	}
+}

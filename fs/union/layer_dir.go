@@ -1,0 +1,192 @@
+package union
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// DirLayer is a branch backed by a directory. It holds a descriptor of the
+// directory opened at creation and resolves everything relative to it, so
+// it keeps working when its path is no longer reachable (after a pivot).
+type DirLayer struct {
+	name string
+	fd   int
+}
+
+var _ Layer = (*DirLayer)(nil)
+
+// OpenDirLayer opens the directory at p as a branch.
+func OpenDirLayer(p string) (*DirLayer, error) {
+	fd, err := unix.Open(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open branch", Path: p, Err: err}
+	}
+	return &DirLayer{name: p, fd: fd}, nil
+}
+
+type dirEntry struct {
+	rel  string // path relative to the branch root; "." for the root
+	attr Attr
+}
+
+func (e *dirEntry) Attr() *Attr { return &e.attr }
+
+func (l *DirLayer) stat(rel string) (*dirEntry, error) {
+	var st unix.Stat_t
+	flags := unix.AT_SYMLINK_NOFOLLOW
+	if rel == "." {
+		flags |= unix.AT_EMPTY_PATH
+	}
+	name := rel
+	if rel == "." {
+		name = ""
+	}
+	if err := unix.Fstatat(l.fd, name, &st, flags); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: path.Join(l.name, rel), Err: err}
+	}
+	return &dirEntry{rel: rel, attr: attrFromStat(&st)}, nil
+}
+
+func attrFromStat(st *unix.Stat_t) Attr {
+	return Attr{
+		Mode: st.Mode, UID: st.Uid, GID: st.Gid, Size: uint64(st.Size), Blocks: uint64(st.Blocks),
+		Nlink: uint32(st.Nlink), Ino: st.Ino,
+		Mtime: st.Mtim.Sec, MtimeNs: uint32(st.Mtim.Nsec),
+		Ctime: st.Ctim.Sec, CtimeNs: uint32(st.Ctim.Nsec),
+		Atime: st.Atim.Sec, AtimeNs: uint32(st.Atim.Nsec),
+		Rdev: uint32(unix.Major(st.Rdev))<<8 | unix.Minor(st.Rdev)&0xff | (unix.Minor(st.Rdev)&^0xff)<<12,
+	}
+}
+
+func (l *DirLayer) Name() string { return l.name }
+
+func (l *DirLayer) Root() Entry {
+	e, err := l.stat(".")
+	if err != nil {
+		return &dirEntry{rel: ".", attr: Attr{Mode: syscall.S_IFDIR | 0o755, Nlink: 2}}
+	}
+	return e
+}
+
+func (l *DirLayer) Lookup(dir Entry, name string) (Entry, error) {
+	return l.stat(path.Join(dir.(*dirEntry).rel, name))
+}
+
+func (l *DirLayer) open(rel string, flags int) (int, error) {
+	if rel == "." {
+		return unix.Openat(l.fd, ".", flags|unix.O_CLOEXEC, 0)
+	}
+	return unix.Openat(l.fd, rel, flags|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+}
+
+func (l *DirLayer) ReadDir(dir Entry) ([]DirEntry, error) {
+	rel := dir.(*dirEntry).rel
+	fd, err := l.open(rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, &os.PathError{Op: "opendir", Path: path.Join(l.name, rel), Err: err}
+	}
+	defer unix.Close(fd)
+	var out []DirEntry
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil {
+			return nil, &os.PathError{Op: "getdents", Path: path.Join(l.name, rel), Err: err}
+		}
+		if n <= 0 {
+			return out, nil
+		}
+		for b := buf[:n]; len(b) >= 19; {
+			reclen := int(binary.NativeEndian.Uint16(b[16:]))
+			if reclen < 19 || reclen > len(b) {
+				return nil, fmt.Errorf("%s: malformed directory entry from getdents", path.Join(l.name, rel))
+			}
+			ino := binary.NativeEndian.Uint64(b[0:])
+			typ := b[18]
+			name := b[19:reclen]
+			if i := strings.IndexByte(string(name), 0); i >= 0 {
+				name = name[:i]
+			}
+			b = b[reclen:]
+			if s := string(name); s != "." && s != ".." {
+				out = append(out, DirEntry{Name: s, Mode: uint32(typ) << 12, Ino: ino})
+			}
+		}
+	}
+}
+
+type osFile struct{ *os.File }
+
+func (l *DirLayer) Open(e Entry) (FileReader, error) {
+	rel := e.(*dirEntry).rel
+	fd, err := l.open(rel, unix.O_RDONLY)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path.Join(l.name, rel), Err: err}
+	}
+	return osFile{os.NewFile(uintptr(fd), path.Join(l.name, rel))}, nil
+}
+
+func (l *DirLayer) Readlink(e Entry) (string, error) {
+	rel := e.(*dirEntry).rel
+	buf := make([]byte, 4096)
+	n, err := unix.Readlinkat(l.fd, rel, buf)
+	if err != nil {
+		return "", &os.PathError{Op: "readlink", Path: path.Join(l.name, rel), Err: err}
+	}
+	return string(buf[:n]), nil
+}
+
+// procPath names an entry through /proc/self/fd so that xattr calls work
+// relative to the branch descriptor.
+func (l *DirLayer) procPath(rel string) string {
+	return fmt.Sprintf("/proc/self/fd/%d/%s", l.fd, rel)
+}
+
+func (l *DirLayer) ListXattr(e Entry) ([]string, error) {
+	p := l.procPath(e.(*dirEntry).rel)
+	buf := make([]byte, 64<<10)
+	n, err := unix.Llistxattr(p, buf)
+	if err != nil {
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var names []string
+	for _, s := range strings.Split(string(buf[:n]), "\x00") {
+		if s != "" {
+			names = append(names, s)
+		}
+	}
+	return names, nil
+}
+
+func (l *DirLayer) GetXattr(e Entry, name string) ([]byte, error) {
+	p := l.procPath(e.(*dirEntry).rel)
+	buf := make([]byte, 64<<10)
+	n, err := unix.Lgetxattr(p, name, buf)
+	if err != nil {
+		if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
+			return nil, ErrNoXattr
+		}
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+func (l *DirLayer) Statfs() (bytes, inodes uint64) {
+	var st unix.Statfs_t
+	if unix.Fstatfs(l.fd, &st) != nil {
+		return 0, 0
+	}
+	return (st.Blocks - st.Bfree) * uint64(st.Bsize), st.Files - st.Ffree
+}
+
+func (l *DirLayer) Close() error { return unix.Close(l.fd) }

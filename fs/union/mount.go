@@ -1,0 +1,68 @@
+package union
+
+import (
+	"log"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// MountOptions configure the FUSE mount.
+type MountOptions struct {
+	// AllowOther lets other users use the mount; the kernel then checks
+	// permissions (default_permissions is always set).
+	AllowOther bool
+	// NoSuid and NoDev add nosuid and nodev; by default a root mount honours
+	// setuid bits and device nodes as the kernel's squashfs does.
+	NoSuid, NoDev bool
+	// FsName is shown as the mount's source in /proc/mounts.
+	FsName string
+	// CacheTimeout is how long the kernel may cache names and attributes;
+	// the branches cannot change behind its back (runtime branch changes
+	// invalidate explicitly). Default one hour.
+	CacheTimeout time.Duration
+	// Debug logs every FUSE request to Logger.
+	Debug  bool
+	Logger *log.Logger
+}
+
+// Mount serves u at mountpoint and returns the running server. Call
+// server.Wait to block until it is unmounted.
+func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
+	timeout := o.CacheTimeout
+	if timeout == 0 {
+		timeout = time.Hour
+	}
+	options := []string{"default_permissions", "ro"}
+	if !o.NoSuid {
+		options = append(options, "suid")
+	}
+	if !o.NoDev {
+		options = append(options, "dev")
+	}
+	root := &node{u: u, refs: u.rootRefs()}
+	rootIno := root.ino()
+	name := o.FsName
+	if name == "" {
+		name = "livefs"
+	}
+	return fs.Mount(mountpoint, root, &fs.Options{
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &timeout,
+		RootStableAttr:  &fs.StableAttr{Ino: rootIno},
+		NullPermissions: true, // mode 0000 stays 0000
+		MountOptions: fuse.MountOptions{
+			AllowOther:   o.AllowOther,
+			Options:      options,
+			FsName:       name,
+			Name:         "livefs",
+			MaxReadAhead: 1 << 20,
+			MaxWrite:     1 << 20,
+			DirectMount:  true,
+			Debug:        o.Debug,
+			Logger:       o.Logger,
+		},
+	})
+}

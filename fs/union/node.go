@@ -1,0 +1,219 @@
+package union
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/livefs/livefs/fs/sqfs"
+)
+
+// node is a union inode served over FUSE.
+type node struct {
+	fs.Inode
+	u    *Union
+	refs []layerRef // top first; immutable once the node is made
+}
+
+var (
+	_ = (fs.NodeLookuper)((*node)(nil))
+	_ = (fs.NodeReaddirer)((*node)(nil))
+	_ = (fs.NodeGetattrer)((*node)(nil))
+	_ = (fs.NodeOpener)((*node)(nil))
+	_ = (fs.NodeReadlinker)((*node)(nil))
+	_ = (fs.NodeGetxattrer)((*node)(nil))
+	_ = (fs.NodeListxattrer)((*node)(nil))
+	_ = (fs.NodeStatfser)((*node)(nil))
+	_ = (fs.NodeAccesser)((*node)(nil))
+	_ = (fs.FileReader)((*fileHandle)(nil))
+	_ = (fs.FileReleaser)((*fileHandle)(nil))
+)
+
+func (n *node) top() layerRef { return n.refs[0] }
+
+// toErrno maps layer errors to what the kernel gets.
+func toErrno(err error) syscall.Errno {
+	var errno syscall.Errno
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &errno):
+		return errno
+	case isNotExist(err):
+		return syscall.ENOENT
+	}
+	return syscall.EIO
+}
+
+func fillAttr(out *fuse.Attr, a *Attr, ino uint64) {
+	out.Ino = ino
+	out.Mode = a.Mode
+	out.Size = a.Size
+	out.Blocks = a.Blocks
+	out.Nlink = a.Nlink
+	out.Owner = fuse.Owner{Uid: a.UID, Gid: a.GID}
+	out.Rdev = a.Rdev
+	out.Mtime, out.Mtimensec = uint64(a.Mtime), a.MtimeNs
+	out.Ctime, out.Ctimensec = uint64(a.Ctime), a.CtimeNs
+	out.Atime, out.Atimensec = uint64(a.Atime), a.AtimeNs
+	out.Blksize = 4096
+}
+
+func (n *node) ino() uint64 {
+	t := n.top()
+	return ino(t.b, t.e.Attr().Ino)
+}
+
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	n.u.mu.RLock()
+	refs, err := n.u.lookup(n.refs, name)
+	n.u.mu.RUnlock()
+	if err != nil {
+		if errno := toErrno(err); errno != syscall.ENOENT {
+			n.u.logOnce(n.Path(nil)+"/"+name, err)
+			return nil, errno
+		}
+		return nil, syscall.ENOENT
+	}
+	child := &node{u: n.u, refs: refs}
+	a := refs[0].e.Attr()
+	id := ino(refs[0].b, a.Ino)
+	fillAttr(&out.Attr, a, id)
+	return n.NewInode(ctx, child, fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: id}), 0
+}
+
+func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fillAttr(&out.Attr, n.top().e.Attr(), n.ino())
+	return 0
+}
+
+// Access lets the kernel's default_permissions do the checking; without
+// it, read-only is all there is to say.
+func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
+	if mask&2 != 0 { // W_OK
+		return syscall.EROFS
+	}
+	return 0
+}
+
+func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	n.u.mu.RLock()
+	ents, err := n.u.readDir(n.refs)
+	n.u.mu.RUnlock()
+	if err != nil {
+		n.u.logOnce(n.Path(nil), err)
+		return nil, toErrno(err)
+	}
+	list := make([]fuse.DirEntry, len(ents))
+	for i, e := range ents {
+		list[i] = fuse.DirEntry{Name: e.Name, Mode: e.Mode, Ino: e.Ino}
+	}
+	return fs.NewListDirStream(list), 0
+}
+
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	t := n.top()
+	s, err := t.b.layer.Readlink(t.e)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return []byte(s), 0
+}
+
+// hiddenXattr reports the union's own markers, which overlayfs hides too.
+func hiddenXattr(name string) bool {
+	return strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.")
+}
+
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if hiddenXattr(attr) {
+		return 0, syscall.ENODATA
+	}
+	t := n.top()
+	v, err := t.b.layer.GetXattr(t.e, attr)
+	if err != nil {
+		if errors.Is(err, ErrNoXattr) {
+			return 0, syscall.ENODATA
+		}
+		return 0, toErrno(err)
+	}
+	if len(v) > len(dest) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	t := n.top()
+	names, err := t.b.layer.ListXattr(t.e)
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	var buf []byte
+	for _, x := range names {
+		if !hiddenXattr(x) {
+			buf = append(append(buf, x...), 0)
+		}
+	}
+	if len(buf) > len(dest) {
+		return uint32(len(buf)), syscall.ERANGE
+	}
+	return uint32(copy(dest, buf)), 0
+}
+
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	n.u.mu.RLock()
+	defer n.u.mu.RUnlock()
+	var bytes, inodes uint64
+	for _, b := range n.u.branches {
+		by, in := b.layer.Statfs()
+		bytes += by
+		inodes += in
+	}
+	const bsize = 4096
+	out.Bsize = bsize
+	out.Frsize = bsize
+	out.Blocks = (bytes + bsize - 1) / bsize
+	out.Files = inodes
+	out.NameLen = 255
+	return 0
+}
+
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	t := n.top()
+	r, err := t.b.layer.Open(t.e)
+	if err != nil {
+		return nil, 0, toErrno(err)
+	}
+	// The branches cannot change under an open file: keep the page cache.
+	return &fileHandle{n: n, r: r}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+type fileHandle struct {
+	n *node
+	r FileReader
+}
+
+func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	k, err := h.r.ReadAt(dest, off)
+	if err != nil && err != io.EOF {
+		if errors.Is(err, sqfs.ErrCorrupt) || toErrno(err) == syscall.EIO {
+			h.n.u.logOnce(h.n.Path(nil), err)
+			return nil, syscall.EIO
+		}
+		return nil, toErrno(err)
+	}
+	return fuse.ReadResultData(dest[:k]), 0
+}
+
+func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
+	return toErrno(h.r.Close())
+}
