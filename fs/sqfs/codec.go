@@ -133,7 +133,15 @@ func (z *zlibCodec) decompress(dst, src []byte) (int, error) {
 		}
 	}
 	defer z.readers.Put(zr)
-	n, err := io.ReadFull(zr, dst)
+	// Not io.ReadFull: it reports a stream that ends early (io.EOF, after
+	// the checksum was verified) and a truncated one (io.ErrUnexpectedEOF
+	// from zlib, checksum never seen) alike.
+	n, err := 0, error(nil)
+	for n < len(dst) && err == nil {
+		var m int
+		m, err = zr.Read(dst[n:])
+		n += m
+	}
 	switch err {
 	case nil:
 		// dst is full: the stream must end here.
@@ -145,7 +153,7 @@ func (z *zlibCodec) decompress(dst, src []byte) (int, error) {
 			return n, fmt.Errorf("zlib: %v", err)
 		}
 		return n, nil
-	case io.ErrUnexpectedEOF, io.EOF:
+	case io.EOF:
 		return n, nil
 	}
 	return n, fmt.Errorf("zlib: %w", err)

@@ -60,7 +60,7 @@ func (s *dirScanner) next() (e DirEntry, ok bool, err error) {
 			return e, false, err
 		}
 		s.left -= 12
-		count := le.Uint32(h[0:]) + 1
+		count := uint64(le.Uint32(h[0:])) + 1 // as uint32, 0xffffffff + 1 wraps to 0
 		if count > maxDirHeaderCount {
 			return e, false, s.c.errorf("directory header count %d exceeds %d", count, maxDirHeaderCount)
 		}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"syscall"
 	"time"
 )
 
@@ -71,7 +72,7 @@ func (r *Reader) walk(op, name string, follow bool) (*Inode, error) {
 		}
 		if child.Type == TypeSymlink && (rest != "" || follow) {
 			if hops++; hops > maxSymlinkHops {
-				return nil, &fs.PathError{Op: op, Path: name, Err: errors.New("too many levels of symbolic links")}
+				return nil, &fs.PathError{Op: op, Path: name, Err: syscall.ELOOP}
 			}
 			target := child.Target
 			if path.IsAbs(target) {
@@ -79,6 +80,10 @@ func (r *Reader) walk(op, name string, follow bool) (*Inode, error) {
 			}
 			rest = target + "/" + rest
 			continue
+		}
+		if child.Type == TypeDir && (child.Ref == ino.Ref || slices.ContainsFunc(stack, func(d *Inode) bool { return d.Ref == child.Ref })) {
+			// A directory is its own ancestor: the listings form a cycle.
+			return nil, &fs.PathError{Op: op, Path: name, Err: r.corrupt("directory entry "+elem, "directory inode %d is its own ancestor", child.Number)}
 		}
 		stack = append(stack, ino)
 		ino = child
@@ -185,20 +190,22 @@ func (r *Reader) ReadFile(name string) ([]byte, error) {
 	}
 	// Size is untrusted until the data is read: grow as data arrives.
 	fr, _ := r.OpenFile(ino)
-	buf := make([]byte, 0, min(ino.Size, 64<<20))
-	chunk := make([]byte, 1<<20)
-	var off int64
-	for {
-		n, err := fr.ReadAt(chunk, off)
-		buf = append(buf, chunk[:n]...)
-		off += int64(n)
-		if err == io.EOF {
-			return buf, nil
+	buf := make([]byte, 0, min(ino.Size, 1<<20))
+	for uint64(len(buf)) < ino.Size {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
 		}
-		if err != nil {
+		end := min(uint64(cap(buf)), ino.Size)
+		n, err := fr.ReadAt(buf[len(buf):end], int64(len(buf)))
+		buf = buf[:len(buf)+n]
+		if err != nil && err != io.EOF {
 			return nil, &fs.PathError{Op: "readfile", Path: name, Err: err}
 		}
+		if n == 0 {
+			return nil, &fs.PathError{Op: "readfile", Path: name, Err: io.ErrUnexpectedEOF}
+		}
 	}
+	return buf, nil
 }
 
 type dirEntry struct {

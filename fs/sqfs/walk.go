@@ -1,105 +1,68 @@
 package sqfs
 
-import (
-	"errors"
-	"path"
-)
+import "io/fs"
 
-// SkipDir, returned by a Walk callback for a directory, skips its contents.
-var SkipDir = errors.New("skip this directory")
-
-// Walk visits every inode of the image depth-first in listing order,
-// starting at the root ("."). A directory inode reached a second time (a
-// cycle or a hard-linked directory, which squashfs cannot hold) is reported
-// to fn as ErrCorrupt instead of being entered, so a hostile image cannot
-// make Walk run forever. An error from reading an entry is passed to fn with
-// a nil inode; fn decides whether to stop by returning it.
-func (r *Reader) Walk(fn func(p string, ino *Inode, err error) error) error {
-	seen := map[uint64]bool{}
-	var visit func(p string, ino *Inode) error
-	visit = func(p string, ino *Inode) error {
-		if ino.Type == TypeDir {
-			if seen[ino.Ref] {
-				return fn(p, nil, r.corrupt("directory "+p, "directory inode %d reached twice (a cycle)", ino.Number))
-			}
-			seen[ino.Ref] = true
-		}
-		if err := fn(p, ino, nil); err != nil {
-			if err == SkipDir && ino.Type == TypeDir {
-				return nil
-			}
-			return err
-		}
-		if ino.Type != TypeDir {
-			return nil
-		}
-		ents, err := r.ReadDirInode(ino)
-		if err != nil {
-			return fn(p, nil, err)
-		}
-		for _, e := range ents {
-			cp := path.Join(p, e.Name)
-			child, err := r.entryInode(e)
-			if err != nil {
-				if err := fn(cp, nil, err); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := visit(cp, child); err != nil {
-				return err
-			}
-		}
+// Walk visits every inode of the image depth-first, in listing order,
+// starting with the root as ".". fn is called once per entry with the slash
+// separated path; when a directory cannot be listed, or an entry's inode
+// cannot be read, fn is called again (or only) with the error and may return
+// it to stop the walk or nil to go on with the next entry. Returning
+// fs.SkipDir from fn for a directory skips its contents; fs.SkipAll stops
+// the walk and Walk returns nil.
+//
+// A directory inode is a tree node in a valid image and appears once; a
+// corrupt image may link directories into cycles. Walk reports a directory
+// inode reached a second time as an ErrCorrupt error to fn instead of
+// descending into it, so it always terminates.
+func (r *Reader) Walk(fn func(path string, ino *Inode, err error) error) error {
+	seen := map[uint64]bool{r.root.Ref: true}
+	err := r.walkDir(".", r.root, seen, fn)
+	if err == fs.SkipAll || err == fs.SkipDir {
 		return nil
 	}
-	return visit(".", r.root)
+	return err
 }
 
-// WalkFrom is Walk starting at the inode with path p (symlinks followed).
-func (r *Reader) WalkFrom(p string, fn func(p string, ino *Inode, err error) error) error {
-	start, err := r.walk("walk", p, true)
-	if err != nil {
+func (r *Reader) walkDir(path string, dir *Inode, seen map[uint64]bool, fn func(string, *Inode, error) error) error {
+	if err := fn(path, dir, nil); err != nil {
+		if err == fs.SkipDir {
+			return nil
+		}
 		return err
 	}
-	sub := *r
-	sub.root = start
-	return sub.Walk(func(q string, ino *Inode, err error) error { return fn(path.Join(p, q), ino, err) })
-}
-
-// StoredBlock describes one data block as stored in the image.
-type StoredBlock struct {
-	Pos        uint64 // absolute position
-	Size       uint32 // bytes on disk
-	Compressed bool
-}
-
-// FileBlocks lists the stored blocks a regular file's data comes from: its
-// full blocks (sparse ones omitted) and the fragment block holding its tail.
-func (r *Reader) FileBlocks(ino *Inode) ([]StoredBlock, error) {
-	var out []StoredBlock
-	for i, w := range ino.blockSizes {
-		if w&dataSizeMask != 0 {
-			out = append(out, StoredBlock{Pos: ino.blockOffsets[i], Size: w & dataSizeMask, Compressed: w&dataUncompressed == 0})
-		}
+	ents, err := r.ReadDirInode(dir)
+	if err != nil {
+		return fn(path, dir, err)
 	}
-	if ino.HasFragment() {
-		f, err := r.fragment(ino.fragment)
+	for _, e := range ents {
+		p := e.Name
+		if path != "." {
+			p = path + "/" + e.Name
+		}
+		child, err := r.entryInode(e)
+		if err == nil && child.Type == TypeDir {
+			if seen[child.Ref] {
+				err = r.corrupt("directory entry "+p, "directory inode %d (reference %#x) is reached a second time", child.Number, child.Ref)
+			}
+			seen[child.Ref] = true
+		}
 		if err != nil {
-			return nil, err
+			if err := fn(p, child, err); err != nil {
+				return err
+			}
+			continue
 		}
-		out = append(out, StoredBlock{Pos: f.start, Size: f.size & dataSizeMask, Compressed: f.size&dataUncompressed == 0})
+		if child.Type == TypeDir {
+			err = r.walkDir(p, child, seen, fn)
+		} else {
+			err = fn(p, child, nil)
+		}
+		if err == fs.SkipDir && child.Type != TypeDir {
+			return nil // skip the rest of this directory, as fs.WalkDir does
+		}
+		if err != nil && err != fs.SkipDir {
+			return err
+		}
 	}
-	return out, nil
-}
-
-// Decompress decodes one compressed block with the image's compressor into
-// dst, which should have room for a whole block, and returns its length.
-func (r *Reader) Decompress(dst, src []byte) (int, error) { return r.codec.decompress(dst, src) }
-
-// ReadStored reads a stored block's raw bytes.
-func (r *Reader) ReadStored(b StoredBlock, dst []byte) error {
-	if uint64(len(dst)) < uint64(b.Size) {
-		return errors.New("buffer too small")
-	}
-	return r.readFull(dst[:b.Size], b.Pos)
+	return nil
 }

@@ -8,6 +8,9 @@ const (
 	xattrOOL        = 0x0100 // value stored out of line: the value is a reference
 	xattrTypeMask   = 0x00ff
 	maxXattrValue   = 65536 // Linux XATTR_SIZE_MAX
+	// maxXattrTotal bounds the names and values of one inode together:
+	// out-of-line values let a small table describe huge sets.
+	maxXattrTotal = 1 << 20
 	xattrIDEntrySz  = 16
 	xattrHeaderSize = 16
 )
@@ -62,6 +65,7 @@ func (r *Reader) Xattrs(ino *Inode) ([]Xattr, error) {
 	}
 	defer c.close()
 	var out []Xattr
+	total := 0
 	for i := uint32(0); i < count; i++ {
 		var kh [4]byte
 		if err := c.read(kh[:]); err != nil {
@@ -79,6 +83,9 @@ func (r *Reader) Xattrs(ino *Inode) ([]Xattr, error) {
 		value, err := r.xattrValue(c, typ&xattrOOL != 0, what)
 		if err != nil {
 			return nil, err
+		}
+		if total += len(name) + len(value); total > maxXattrTotal {
+			return nil, c.errorf("xattrs of inode %d exceed %d bytes", ino.Number, maxXattrTotal)
 		}
 		out = append(out, Xattr{Name: xattrPrefixes[typ&xattrTypeMask] + string(name), Value: value})
 	}

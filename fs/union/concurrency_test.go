@@ -1,0 +1,141 @@
+package union_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/livefs/livefs/fs/sqfs"
+	"github.com/livefs/livefs/internal/sqfstest"
+)
+
+// TestConcurrentReaders reads one big file from many goroutines at random
+// offsets and walks a wide tree at the same time, through the mount. Run
+// under -race it also checks the server's locking.
+func TestConcurrentReaders(t *testing.T) {
+	sqfstest.RequireRoot(t)
+	src := filepath.Join(t.TempDir(), "src")
+	rng := rand.New(rand.NewSource(7))
+	big := make([]byte, 24<<20+12345)
+	for i := 0; i < len(big); i += 4096 { // compressible but not trivially
+		copy(big[i:], fmt.Sprintf("block %d %d\n", i, rng.Int()))
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(src, "wide"), 0o755))
+	must(os.WriteFile(filepath.Join(src, "big"), big, 0o644))
+	want := map[string][]byte{}
+	for i := 0; i < 2000; i++ {
+		name := fmt.Sprintf("wide/d%02d/f%04d", i%50, i)
+		data := []byte(fmt.Sprintf("file %d %s", i, bytes.Repeat([]byte{byte(i)}, i%3000)))
+		must(os.MkdirAll(filepath.Dir(filepath.Join(src, name)), 0o755))
+		must(os.WriteFile(filepath.Join(src, name), data, 0o644))
+		want[name] = data
+	}
+	img := filepath.Join(t.TempDir(), "img.sb")
+	sqfstest.Mksquashfs(t, src, img, "-comp", "zstd", "-b", "128K")
+	mnt := mountUnion(t, img)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(seed int64) {
+			defer wg.Done()
+			f, err := os.Open(filepath.Join(mnt, "big"))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer f.Close()
+			r := rand.New(rand.NewSource(seed))
+			buf := make([]byte, 300<<10)
+			for i := 0; i < 60; i++ {
+				off := r.Int63n(int64(len(big)))
+				n := 1 + r.Intn(len(buf))
+				k, err := f.ReadAt(buf[:n], off)
+				if err != nil && err != io.EOF {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(buf[:k], big[off:off+int64(k)]) {
+					errs <- fmt.Errorf("big: wrong data at %d+%d", off, k)
+					return
+				}
+			}
+		}(int64(g))
+	}
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for name, data := range want {
+				if len(name)%4 != g {
+					continue
+				}
+				got, err := os.ReadFile(filepath.Join(mnt, name))
+				if err != nil || !bytes.Equal(got, data) {
+					errs <- fmt.Errorf("%s: %v (got %d bytes, want %d)", name, err, len(got), len(data))
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestCorruptBlockGivesEIO damages one data block inside a valid image:
+// reading that file fails with EIO, everything else still reads.
+func TestCorruptBlockGivesEIO(t *testing.T) {
+	sqfstest.RequireRoot(t)
+	src := filepath.Join(t.TempDir(), "src")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(src, 0o755))
+	good := bytes.Repeat([]byte("good data "), 50000)
+	bad := bytes.Repeat([]byte("doomed data "), 50000)
+	must(os.WriteFile(filepath.Join(src, "good"), good, 0o644))
+	must(os.WriteFile(filepath.Join(src, "bad"), bad, 0o644))
+	img := filepath.Join(t.TempDir(), "img.sb")
+	sqfstest.Mksquashfs(t, src, img, "-comp", "gzip", "-no-fragments")
+
+	// Find bad's first block and overwrite its middle.
+	r, err := sqfs.Open(img, nil)
+	must(err)
+	fi, err := r.Stat("bad")
+	must(err)
+	blocks, err := r.FileBlocks(fi.Sys().(*sqfs.Inode))
+	must(err)
+	r.Close()
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	must(err)
+	_, err = f.WriteAt(bytes.Repeat([]byte{0xA5}, 16), int64(blocks[0].Pos)+int64(blocks[0].Size)/2)
+	must(err)
+	must(f.Close())
+
+	mnt := mountUnion(t, img)
+	if _, err := os.ReadFile(filepath.Join(mnt, "bad")); err == nil || !errorsIsEIO(err) {
+		t.Errorf("reading the damaged file: got %v, want EIO", err)
+	}
+	got, err := os.ReadFile(filepath.Join(mnt, "good"))
+	if err != nil || !bytes.Equal(got, good) {
+		t.Errorf("reading the intact file: %v", err)
+	}
+}
