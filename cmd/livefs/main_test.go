@@ -15,7 +15,7 @@ import (
 func testImage(t *testing.T) string {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "src")
-	files := map[string]string{"etc/hostname": "livefs\n", "usr/bin/tool": "#!/bin/sh\necho hi\n", "README": "top\n",
+	files := map[string]string{"etc/hostname": "livefs\n", "usr/bin/tool": "#!/bin/sh\necho hi\n", "README": "top\n", "etc/secret": "root only\n",
 		"usr/share/words": strings.Repeat("livefs squashfs\n", 20000)}
 	for p, data := range files {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o755); err != nil {
@@ -26,6 +26,9 @@ func testImage(t *testing.T) string {
 		}
 	}
 	if err := os.Chmod(filepath.Join(src, "usr/bin/tool"), 0o4755|os.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(src, "etc/secret"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink("usr/bin/tool", filepath.Join(src, "link")); err != nil {
@@ -105,9 +108,9 @@ func TestInfoJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	// root, etc, hostname, usr, bin, tool, share, words, README, link
-	if got.Compressor != "zstd" || got.BlockSize != 65536 || got.Inodes != 10 {
-		t.Errorf("got %+v, want zstd, 65536, 10 inodes", got)
+	// root, etc, hostname, secret, usr, bin, tool, share, words, README, link
+	if got.Compressor != "zstd" || got.BlockSize != 65536 || got.Inodes != 11 {
+		t.Errorf("got %+v, want zstd, 65536, 11 inodes", got)
 	}
 }
 

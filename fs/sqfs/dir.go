@@ -183,8 +183,10 @@ func (r *Reader) Lookup(dir *Inode, name string) (*Inode, error) {
 	return r.entryInode(e)
 }
 
-// entryInode reads the inode a directory entry points to and checks that
+// EntryInode reads the inode a directory entry points to and checks that
 // the two agree.
+func (r *Reader) EntryInode(e DirEntry) (*Inode, error) { return r.entryInode(e) }
+
 func (r *Reader) entryInode(e DirEntry) (*Inode, error) {
 	ino, err := r.Inode(e.InodeRef)
 	if err != nil {

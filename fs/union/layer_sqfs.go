@@ -2,6 +2,9 @@ package union
 
 import (
 	"errors"
+	"slices"
+	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/livefs/livefs/fs/sqfs"
@@ -20,6 +23,18 @@ func NewSquashfsLayer(r *sqfs.Reader) *SquashfsLayer { return &SquashfsLayer{r: 
 type sqfsEntry struct {
 	ino  *sqfs.Inode
 	attr Attr
+
+	// Directories: the listing, read once on first use, so that the
+	// lookups that follow a readdir (and the whiteout probes of a union)
+	// are binary searches instead of scans.
+	listOnce sync.Once
+	list     []sqfs.DirEntry
+	listErr  error
+}
+
+func (e *sqfsEntry) listing(r *sqfs.Reader) ([]sqfs.DirEntry, error) {
+	e.listOnce.Do(func() { e.list, e.listErr = r.ReadDirInode(e.ino) })
+	return e.list, e.listErr
 }
 
 func (e *sqfsEntry) Attr() *Attr { return &e.attr }
@@ -45,7 +60,19 @@ func (l *SquashfsLayer) Name() string { return l.r.Name() }
 func (l *SquashfsLayer) Root() Entry  { return l.entry(l.r.Root()) }
 
 func (l *SquashfsLayer) Lookup(dir Entry, name string) (Entry, error) {
-	ino, err := l.r.Lookup(dir.(*sqfsEntry).ino, name)
+	d := dir.(*sqfsEntry)
+	if d.ino.Type != sqfs.TypeDir {
+		return nil, syscall.ENOTDIR
+	}
+	ents, err := d.listing(l.r)
+	if err != nil {
+		return nil, err
+	}
+	i, found := slices.BinarySearchFunc(ents, name, func(e sqfs.DirEntry, name string) int { return strings.Compare(e.Name, name) })
+	if !found {
+		return nil, syscall.ENOENT
+	}
+	ino, err := l.r.EntryInode(ents[i])
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +80,7 @@ func (l *SquashfsLayer) Lookup(dir Entry, name string) (Entry, error) {
 }
 
 func (l *SquashfsLayer) ReadDir(dir Entry) ([]DirEntry, error) {
-	ents, err := l.r.ReadDirInode(dir.(*sqfsEntry).ino)
+	ents, err := dir.(*sqfsEntry).listing(l.r)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package union
 
 import (
 	"log"
+	"os"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -35,10 +36,12 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 		timeout = time.Hour
 	}
 	options := []string{"default_permissions", "ro"}
-	if !o.NoSuid {
+	// fusermount3 refuses suid and dev for ordinary users (and imposes
+	// nosuid,nodev on them); only root asks for them.
+	if !o.NoSuid && os.Geteuid() == 0 {
 		options = append(options, "suid")
 	}
-	if !o.NoDev {
+	if !o.NoDev && os.Geteuid() == 0 {
 		options = append(options, "dev")
 	}
 	root := &node{u: u, refs: u.rootRefs()}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -18,6 +19,9 @@ type node struct {
 	fs.Inode
 	u    *Union
 	refs []layerRef // top first; immutable once the node is made
+
+	mu sync.Mutex
+	r  FileReader // regular files: opened on first read
 }
 
 var (
@@ -30,8 +34,9 @@ var (
 	_ = (fs.NodeListxattrer)((*node)(nil))
 	_ = (fs.NodeStatfser)((*node)(nil))
 	_ = (fs.NodeAccesser)((*node)(nil))
-	_ = (fs.FileReader)((*fileHandle)(nil))
-	_ = (fs.FileReleaser)((*fileHandle)(nil))
+	_ = (fs.NodeReader)((*node)(nil))
+	_ = (fs.NodeFlusher)((*node)(nil))
+	_ = (fs.NodeOnForgetter)((*node)(nil))
 )
 
 func (n *node) top() layerRef { return n.refs[0] }
@@ -184,29 +189,45 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	return 0
 }
 
+// Open declines with ENOSYS: the kernel then stops sending OPEN and
+// RELEASE for regular files of this mount altogether (FUSE no_open), which
+// saves two round trips per file; reads arrive at Read with no handle.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	t := n.top()
-	r, err := t.b.layer.Open(t.e)
-	if err != nil {
-		return nil, 0, toErrno(err)
+	return nil, 0, syscall.ENOSYS
+}
+
+// Flush declines with ENOSYS, so the kernel stops sending FLUSH on close.
+func (n *node) Flush(ctx context.Context, f fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
+
+// reader returns the node's file reader, opened on first use and kept
+// until the kernel forgets the node. One reader per node keeps the
+// sequential-read detection that drives readahead.
+func (n *node) reader() (FileReader, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.r == nil {
+		t := n.top()
+		r, err := t.b.layer.Open(t.e)
+		if err != nil {
+			return nil, err
+		}
+		n.r = r
 	}
-	// The branches cannot change under an open file: keep the page cache.
-	return &fileHandle{n: n, r: r}, fuse.FOPEN_KEEP_CACHE, 0
+	return n.r, nil
 }
 
-type fileHandle struct {
-	n *node
-	r FileReader
-}
-
-func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	k, err := h.r.ReadAt(dest, off)
+func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	r, err := n.reader()
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	k, err := r.ReadAt(dest, off)
 	if err != nil && err != io.EOF {
-		if errors.Is(err, sqfs.ErrCorrupt) || toErrno(err) == syscall.EIO {
-			h.n.u.logOnce(h.n.Path(nil), err)
+		n.u.logOnce(n.Path(nil), err)
+		if errors.Is(err, sqfs.ErrCorrupt) {
 			return nil, syscall.EIO
 		}
 		return nil, toErrno(err)
@@ -214,6 +235,12 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	return fuse.ReadResultData(dest[:k]), 0
 }
 
-func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
-	return toErrno(h.r.Close())
+// OnForget closes the node's reader when the kernel drops the inode.
+func (n *node) OnForget() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.r != nil {
+		n.r.Close()
+		n.r = nil
+	}
 }
