@@ -5,12 +5,12 @@ import (
 )
 
 const (
-	xattrOOL        = 0x0100 // value stored out of line: the value is a reference
-	xattrTypeMask   = 0x00ff
-	maxXattrValue   = 65536 // Linux XATTR_SIZE_MAX
+	xattrOOL      = 0x0100 // value stored out of line: the value is a reference
+	xattrTypeMask = 0x00ff
+	maxXattrValue = 65536 // Linux XATTR_SIZE_MAX
 	// maxXattrTotal bounds the names and values of one inode together:
 	// out-of-line values let a small table describe huge sets.
-	maxXattrTotal = 1 << 20
+	maxXattrTotal   = 1 << 20
 	xattrIDEntrySz  = 16
 	xattrHeaderSize = 16
 )
