@@ -99,7 +99,7 @@ func Decode(r *sqfs.Reader, b *Blocks, workers int) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			dst := make([]byte, bs)
+			dst := make([]byte, bs, bs+64) // slack lets decoders take their fast paths, as the reader's pooled buffers do
 			for {
 				i := next.Add(1) - 1
 				if i >= int64(len(b.Compressed)) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -79,11 +80,16 @@ func init() {
 	})
 }
 
-// openBranches opens each branch: a directory or a squashfs image.
+// openBranches opens each branch: a directory or a squashfs image. The
+// block cache budget is shared: each image gets its part of it.
 func openBranches(paths []string, cacheBytes int64) ([]union.Layer, error) {
+	if cacheBytes <= 0 {
+		cacheBytes = sqfs.DefaultCacheBytes
+	}
+	perImage := max(cacheBytes/int64(len(paths)), 4<<20)
 	var layers []union.Layer
 	for _, p := range paths {
-		l, err := union.OpenBranch(p, &sqfs.Options{CacheBytes: cacheBytes})
+		l, err := union.OpenBranch(p, &sqfs.Options{CacheBytes: perImage, MetaCacheBytes: max(perImage/4, 1<<20)})
 		if err != nil {
 			for _, l := range layers {
 				l.Close()
@@ -118,6 +124,9 @@ func serve(branches []string, mountpoint string, mo union.MountOptions, cacheByt
 	if err != nil {
 		return err
 	}
+	// Keep the heap near what the caches need: the Go collector would
+	// otherwise let it grow to twice the live data.
+	debug.SetMemoryLimit(max(cacheBytes, sqfs.DefaultCacheBytes)*5/4 + 48<<20)
 	u := union.New(layers, union.Options{Logger: logger})
 	mo.Logger = logger
 	defer u.Close()

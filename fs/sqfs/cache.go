@@ -140,22 +140,26 @@ func (c *blockCache) moveFront(e *cacheEntry) {
 	c.pushFront(e)
 }
 
-// bufPool pools buffers of one capacity.
+// bufPool pools buffers of one length. Their capacity has a little slack
+// beyond it: decoders such as zstd's take a faster path when they may
+// overwrite a few bytes past the end of the output.
 type bufPool struct {
 	size int
 	p    sync.Pool
 }
 
+const bufSlack = 64
+
 func newBufPool(size int) *bufPool {
 	bp := &bufPool{size: size}
-	bp.p.New = func() any { b := make([]byte, size); return &b }
+	bp.p.New = func() any { b := make([]byte, size, size+bufSlack); return &b }
 	return bp
 }
 
 func (bp *bufPool) get() []byte { return (*bp.p.Get().(*[]byte))[:bp.size] }
 
 func (bp *bufPool) put(b []byte) {
-	if cap(b) != bp.size {
+	if cap(b) != bp.size+bufSlack {
 		return
 	}
 	b = b[:bp.size]

@@ -258,3 +258,42 @@ func (r *Reader) SparseRun(ino *Inode, off, n int64) int64 {
 	}
 	return run
 }
+
+// Blocks hands the file's data to fn block by block, in order, straight
+// from the block cache: data is valid only during the call and must not be
+// changed. A hole (a sparse block) comes as data == nil with its length n.
+// Blocks ahead are decoded in parallel as for a sequential reader.
+func (f *FileReader) Blocks(fn func(off int64, n int, data []byte) error) error {
+	r, ino := f.r, f.ino
+	nblocks := len(ino.blockSizes)
+	if ino.HasFragment() {
+		nblocks++
+	}
+	bs := int64(r.sb.BlockSize)
+	for i := 0; i < nblocks; i++ {
+		if r.readahead > 0 && i%max(r.readahead/2, 1) == 0 {
+			r.prefetch(ino, i+1, i+1+r.readahead)
+		}
+		loc, err := r.locate(ino, i)
+		if err != nil {
+			return err
+		}
+		off := int64(i) * bs
+		if loc.sparse {
+			if err := fn(off, loc.length, nil); err != nil {
+				return err
+			}
+			continue
+		}
+		ref, err := r.dataBlock(loc.pos, loc.word, loc.skip+loc.length, r.fileWhat(ino))
+		if err != nil {
+			return err
+		}
+		err = fn(off, loc.length, ref.bytes()[loc.skip:loc.skip+loc.length])
+		ref.release()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

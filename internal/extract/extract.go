@@ -6,7 +6,6 @@ package extract
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -80,9 +79,8 @@ func Extract(r *sqfs.Reader, dst string, opts Options) (Stats, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, max(int(r.Superblock().BlockSize), 256<<10))
 			for it := range jobs {
-				if err := writeFile(r, it, buf, &done, opts, ids); err != nil {
+				if err := writeFile(r, it, &done, opts, ids); err != nil {
 					fail(err)
 				}
 			}
@@ -192,7 +190,7 @@ type owner struct{ uid, gid uint32 }
 
 // writeFile writes a regular file, leaving holes where the image has sparse
 // blocks, then restores its metadata through the open descriptor.
-func writeFile(r *sqfs.Reader, it item, buf []byte, done *atomic.Int64, opts Options, ids owner) error {
+func writeFile(r *sqfs.Reader, it item, done *atomic.Int64, opts Options, ids owner) error {
 	f, err := os.OpenFile(it.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
 		os.Remove(it.path)
@@ -201,7 +199,7 @@ func writeFile(r *sqfs.Reader, it item, buf []byte, done *atomic.Int64, opts Opt
 	if err != nil {
 		return err
 	}
-	if err := writeData(r, it, f, buf, done); err != nil {
+	if err := writeData(r, it, f, done); err != nil {
 		f.Close()
 		return err
 	}
@@ -212,40 +210,29 @@ func writeFile(r *sqfs.Reader, it item, buf []byte, done *atomic.Int64, opts Opt
 	return f.Close()
 }
 
-func writeData(r *sqfs.Reader, it item, f *os.File, buf []byte, done *atomic.Int64) error {
+// writeData writes a file's blocks straight from the block cache, leaving
+// holes where the image has sparse blocks.
+func writeData(r *sqfs.Reader, it item, f *os.File, done *atomic.Int64) error {
 	fr, err := r.OpenFile(it.ino)
 	if err != nil {
 		return err
 	}
-	size := fr.Size()
-	bs := int64(r.Superblock().BlockSize)
-	chunk := int64(len(buf)) / bs * bs
-	var off int64
 	holeAtEnd := false
-	for off < size {
-		n := min(chunk, size-off)
-		if sparse := r.SparseRun(it.ino, off, n); sparse > 0 {
-			off += sparse
-			done.Add(sparse)
-			holeAtEnd = true
-			continue
-		}
-		holeAtEnd = false
-		m, err := fr.ReadAt(buf[:n], off)
-		if int64(m) < n {
-			if err == nil || err == io.EOF {
-				err = io.ErrUnexpectedEOF
+	err = fr.Blocks(func(off int64, n int, data []byte) error {
+		holeAtEnd = data == nil
+		if data != nil {
+			if _, err := f.WriteAt(data, off); err != nil {
+				return err
 			}
-			return fmt.Errorf("%s: %w", it.path, err)
 		}
-		if _, err := f.WriteAt(buf[:n], off); err != nil {
-			return err
-		}
-		off += n
-		done.Add(n)
+		done.Add(int64(n))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", it.path, err)
 	}
 	if holeAtEnd {
-		return f.Truncate(size)
+		return f.Truncate(fr.Size())
 	}
 	return nil
 }
