@@ -52,22 +52,13 @@ func TestMountMatchesKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	sqfstest.MakeTree(t, src, sqfstest.TreeOptions{WideDir: 1000, Special: true})
-	for _, tc := range []struct {
-		name   string
-		writer func(t testing.TB, src, img string, args ...string)
-		args   []string
-	}{
-		{"gzip-128K", sqfstest.Mksquashfs, []string{"-comp", "gzip"}},
-		{"xz-4K", sqfstest.Mksquashfs, []string{"-comp", "xz", "-b", "4K"}},
-		{"xz-1M-bcj", sqfstest.Mksquashfs, []string{"-comp", "xz", "-b", "1M", "-Xbcj", "x86"}},
-		{"lz4-128K", sqfstest.Mksquashfs, []string{"-comp", "lz4", "-Xhc"}},
-		{"zstd-1M-nofrag", sqfstest.Mksquashfs, []string{"-comp", "zstd", "-b", "1M", "-no-fragments"}},
-		{"lzo-64K", sqfstest.Mksquashfs, []string{"-comp", "lzo", "-b", "64K"}},
-		{"gensquashfs-zstd", sqfstest.Gensquashfs, []string{"-c", "zstd"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, c := range sqfstest.ImageCases() {
+		if !c.KernelCanMount() {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "img.sqfs")
-			tc.writer(t, src, img, tc.args...)
+			c.Build(t, src, img)
 			want := sqfstest.SnapshotDir(t, sqfstest.KernelMount(t, img))
 			want.DropXattrs(overlayMarkers...)
 			dropWhiteouts(want)
