@@ -139,3 +139,79 @@ func TestCorruptBlockGivesEIO(t *testing.T) {
 		t.Errorf("reading the intact file: %v", err)
 	}
 }
+
+// TestConcurrentListings lists one large directory from many goroutines at
+// once, and abandons many listings half way, which the server must clean
+// up after (it keeps directory streams itself: see noOpendirFS).
+func TestConcurrentListings(t *testing.T) {
+	sqfstest.RequireRoot(t)
+	src := filepath.Join(t.TempDir(), "src")
+	var want []string
+	for i := 0; i < 3000; i++ {
+		name := fmt.Sprintf("entry-%04d-%s", i, bytes.Repeat([]byte("n"), i%50))
+		want = append(want, name)
+		p := filepath.Join(src, "big", name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(t.TempDir(), "img.sb")
+	sqfstest.Mksquashfs(t, src, img, "-comp", "lz4")
+	mnt := mountUnion(t, img)
+	dir := filepath.Join(mnt, "big")
+	check := func() error {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		if len(ents) != len(want) {
+			return fmt.Errorf("listed %d entries, want %d", len(ents), len(want))
+		}
+		for i, e := range ents {
+			if e.Name() != want[i] {
+				return fmt.Errorf("entry %d is %q, want %q", i, e.Name(), want[i])
+			}
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				if g%2 == 0 {
+					if err := check(); err != nil {
+						errs <- err
+						return
+					}
+					continue
+				}
+				// Read a little and walk away.
+				for j := 0; j < 100; j++ {
+					f, err := os.Open(dir)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if _, err := f.ReadDir(1 + j%7); err != nil {
+						errs <- err
+					}
+					f.Close()
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if err := check(); err != nil {
+		t.Errorf("after the storm: %v", err)
+	}
+}

@@ -50,7 +50,7 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 	if name == "" {
 		name = "livefs"
 	}
-	return fs.Mount(mountpoint, root, &fs.Options{
+	fsOpts := &fs.Options{
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
 		NegativeTimeout: &timeout,
@@ -66,6 +66,18 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 			DirectMount:  true,
 			Debug:        o.Debug,
 			Logger:       o.Logger,
+			// Directories are listed without OPENDIR round trips.
+			ExtraCapabilities: fuse.CAP_NO_OPENDIR_SUPPORT,
 		},
-	})
+	}
+	server, err := fuse.NewServer(newNoOpendirFS(fs.NewNodeFS(root, fsOpts)), mountpoint, &fsOpts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
+		server.Unmount()
+		return nil, err
+	}
+	return server, nil
 }
