@@ -20,8 +20,11 @@ type node struct {
 	u    *Union
 	refs []layerRef // top first; immutable once the node is made
 
-	mu sync.Mutex
-	r  FileReader // regular files: opened on first read
+	mu     sync.Mutex
+	r      FileReader     // regular files: opened on first read
+	pushed bool           // regular files: content already stored in the kernel's page cache
+	names  []string       // directories: the last listing, for cross-file readahead
+	index  map[string]int // directories: position of each name in names
 }
 
 var (
@@ -115,9 +118,16 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 		return nil, toErrno(err)
 	}
 	list := make([]fuse.DirEntry, len(ents))
+	names := make([]string, len(ents))
+	index := make(map[string]int, len(ents))
 	for i, e := range ents {
 		list[i] = fuse.DirEntry{Name: e.Name, Mode: e.Mode, Ino: e.Ino}
+		names[i] = e.Name
+		index[e.Name] = i
 	}
+	n.mu.Lock()
+	n.names, n.index = names, index
+	n.mu.Unlock()
 	return fs.NewListDirStream(list), 0
 }
 
@@ -231,6 +241,9 @@ func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64
 			return nil, syscall.EIO
 		}
 		return nil, toErrno(err)
+	}
+	if off == 0 && n.top().e.Attr().Size <= pushMaxFile {
+		n.u.readaheadSiblings(n)
 	}
 	return fuse.ReadResultData(dest[:k]), 0
 }

@@ -39,12 +39,14 @@ type Union struct {
 
 	loggedMu sync.Mutex
 	logged   map[string]bool
+
+	pushing chan struct{} // one cross-file readahead at a time
 }
 
 // New stacks layers; the last one is on top (as `livefs mount a.sb b.sb`
 // puts b over a).
 func New(layers []Layer, opts Options) *Union {
-	u := &Union{opts: opts, logged: map[string]bool{}}
+	u := &Union{opts: opts, logged: map[string]bool{}, pushing: make(chan struct{}, 1)}
 	for i, l := range layers {
 		u.branches = append([]*branch{{id: uint64(i + 1), layer: l}}, u.branches...)
 	}
