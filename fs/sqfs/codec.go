@@ -1,18 +1,16 @@
 package sqfs
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"runtime"
 	"sync"
 
-	"github.com/klauspost/compress/zlib"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 
+	"github.com/livefs/livefs/fs/sqfs/internal/flate"
 	"github.com/livefs/livefs/fs/sqfs/internal/lzo"
 	"github.com/livefs/livefs/fs/sqfs/internal/xz"
 )
@@ -94,7 +92,7 @@ func (r *Reader) parseCompressorOptions(c Compressor, b []byte) (CompressorOptio
 func (r *Reader) newDecompressor(c Compressor) (decompressor, error) {
 	switch c {
 	case Gzip:
-		return &zlibCodec{}, nil
+		return zlibCodec{}, nil
 	case XZ:
 		return &xzCodec{}, nil
 	case LZMA:
@@ -116,48 +114,11 @@ func (r *Reader) newDecompressor(c Compressor) (decompressor, error) {
 	return nil, r.unsupported("superblock", "unknown compressor id %d", uint16(c))
 }
 
-type zlibCodec struct{ readers sync.Pool }
+// zlibCodec decodes gzip-compressed blocks (zlib streams) with livefs's
+// whole-buffer inflate, about twice as fast as a streaming decoder.
+type zlibCodec struct{}
 
-func (z *zlibCodec) decompress(dst, src []byte) (int, error) {
-	br := bytes.NewReader(src)
-	var zr io.ReadCloser
-	if v := z.readers.Get(); v != nil {
-		zr = v.(io.ReadCloser)
-		if err := zr.(zlib.Resetter).Reset(br, nil); err != nil {
-			return 0, fmt.Errorf("zlib: %w", err)
-		}
-	} else {
-		var err error
-		if zr, err = zlib.NewReader(br); err != nil {
-			return 0, fmt.Errorf("zlib: %w", err)
-		}
-	}
-	defer z.readers.Put(zr)
-	// Not io.ReadFull: it reports a stream that ends early (io.EOF, after
-	// the checksum was verified) and a truncated one (io.ErrUnexpectedEOF
-	// from zlib, checksum never seen) alike.
-	n, err := 0, error(nil)
-	for n < len(dst) && err == nil {
-		var m int
-		m, err = zr.Read(dst[n:])
-		n += m
-	}
-	switch err {
-	case nil:
-		// dst is full: the stream must end here.
-		var one [1]byte
-		if m, _ := zr.Read(one[:]); m > 0 {
-			return n, errOutputOverrun
-		}
-		if _, err := zr.Read(one[:]); err != io.EOF {
-			return n, fmt.Errorf("zlib: %v", err)
-		}
-		return n, nil
-	case io.EOF:
-		return n, nil
-	}
-	return n, fmt.Errorf("zlib: %w", err)
-}
+func (zlibCodec) decompress(dst, src []byte) (int, error) { return flate.Decompress(dst, src) }
 
 type xzCodec struct {
 	legacy   bool
