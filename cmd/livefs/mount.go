@@ -9,10 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
 
+	"github.com/livefs/livefs/fs/cow"
 	"github.com/livefs/livefs/fs/sqfs"
 	"github.com/livefs/livefs/fs/union"
 )
@@ -22,21 +24,25 @@ import (
 const daemonReadyEnv = "LIVEFS_DAEMON_READY_FD"
 
 func init() {
-	var daemon, debug bool
-	var options, logFile string
+	var daemon, debug, readOnly bool
+	var options, logFile, changesDir, whiteout string
 	var cacheMiB int64
 	register(&command{
-		name: "mount", args: "[--daemon] [-o OPTS] BRANCH... MOUNTPOINT",
-		summary: "Serve branches (squashfs images or directories) as one read-only union at MOUNTPOINT.\n" +
+		name: "mount", args: "[--daemon] [--ro | --changes DIR] [-o OPTS] BRANCH... MOUNTPOINT",
+		summary: "Serve branches (squashfs images or directories) as one union at MOUNTPOINT.\n" +
 			"The last branch is on top: livefs mount modules/*.sb /mnt. A name in a higher branch hides\n" +
 			"the same name below; directories merge unless opaque; aufs (.wh.*) and overlayfs (0/0 char\n" +
 			"device, trusted.overlay.opaque / user.overlay.opaque) whiteouts are honoured.\n" +
+			"Writes go to --changes DIR (kept), else to a private RAM area dropped at unmount; --ro refuses them.\n" +
 			"Runs in the foreground until SIGINT/SIGTERM or unmount; --daemon returns once the mount is live.",
 		setup: func(fs *flag.FlagSet) {
 			fs.BoolVar(&daemon, "daemon", false, "serve in the background; exit status says whether the mount worked")
 			fs.StringVar(&options, "o", "", "comma-separated mount options: allow_other, nosuid, nodev")
 			fs.Int64Var(&cacheMiB, "cache", 0, "block cache per image in MiB (default 32)")
 			fs.BoolVar(&debug, "debug", false, "log every FUSE request")
+			fs.BoolVar(&readOnly, "ro", false, "read-only union: no changes layer")
+			fs.StringVar(&changesDir, "changes", "", "persistent changes directory (created if missing)")
+			fs.StringVar(&whiteout, "whiteout", "aufs", "whiteout format written to the changes layer: aufs or overlay")
 			fs.StringVar(&logFile, "log", "", "append messages (damaged files, FUSE debug) to this file (default: standard error; none with --daemon)")
 		},
 		run: func(_ *flag.FlagSet, args []string) error {
@@ -53,7 +59,9 @@ func init() {
 					mo.NoSuid = true
 				case "nodev":
 					mo.NoDev = true
-				case "ro", "suid", "dev", "default_permissions":
+				case "ro":
+					readOnly = true
+				case "rw", "suid", "dev", "default_permissions":
 				default:
 					return usageErr("unknown mount option %q", o)
 				}
@@ -61,11 +69,34 @@ func init() {
 			if daemon && os.Getenv(daemonReadyEnv) == "" {
 				return startDaemon()
 			}
+			if readOnly && changesDir != "" {
+				return usageErr("--ro and --changes exclude each other")
+			}
+			format, err := cow.ParseFormat(whiteout)
+			if err != nil {
+				return usageErr("%v", err)
+			}
 			logger, err := openLog(logFile)
 			if err != nil {
 				return err
 			}
-			return serve(args[:len(args)-1], args[len(args)-1], mo, cacheMiB<<20, logger)
+			var changes *cow.Changes
+			switch {
+			case readOnly:
+			case changesDir != "":
+				work := ""
+				if format == cow.Overlay {
+					work = filepath.Join(filepath.Dir(filepath.Clean(changesDir)), "."+filepath.Base(changesDir)+".livefs-work")
+				}
+				changes, err = cow.Open(changesDir, work, format)
+			default:
+				changes, err = cow.OpenRAM(format)
+			}
+			if err != nil {
+				readyReporter()(err)
+				return err
+			}
+			return serve(args[:len(args)-1], args[len(args)-1], mo, cacheMiB<<20, logger, changes)
 		},
 	})
 	register(&command{
@@ -113,7 +144,7 @@ func openLog(path string) (*log.Logger, error) {
 	return log.New(f, "", log.LstdFlags), nil
 }
 
-func serve(branches []string, mountpoint string, mo union.MountOptions, cacheBytes int64, logger *log.Logger) (err error) {
+func serve(branches []string, mountpoint string, mo union.MountOptions, cacheBytes int64, logger *log.Logger, changes *cow.Changes) (err error) {
 	ready := readyReporter()
 	defer func() {
 		if err != nil {
@@ -122,12 +153,15 @@ func serve(branches []string, mountpoint string, mo union.MountOptions, cacheByt
 	}()
 	layers, err := openBranches(branches, cacheBytes)
 	if err != nil {
+		if changes != nil {
+			changes.Close()
+		}
 		return err
 	}
 	// Keep the heap near what the caches need: the Go collector would
 	// otherwise let it grow to twice the live data.
 	debug.SetMemoryLimit(max(cacheBytes, sqfs.DefaultCacheBytes)*5/4 + 48<<20)
-	u := union.New(layers, union.Options{Logger: logger})
+	u := union.New(layers, union.Options{Logger: logger, Changes: changes})
 	mo.Logger = logger
 	defer u.Close()
 	mo.FsName = "livefs"

@@ -16,8 +16,9 @@ import (
 // directory opened at creation and resolves everything relative to it, so
 // it keeps working when its path is no longer reachable (after a pivot).
 type DirLayer struct {
-	name string
-	fd   int
+	name     string
+	fd       int
+	borrowed bool // fd belongs to someone else (the changes layer)
 }
 
 var _ Layer = (*DirLayer)(nil)
@@ -189,4 +190,9 @@ func (l *DirLayer) Statfs() (bytes, inodes uint64) {
 	return (st.Blocks - st.Bfree) * uint64(st.Bsize), st.Files - st.Ffree
 }
 
-func (l *DirLayer) Close() error { return unix.Close(l.fd) }
+func (l *DirLayer) Close() error {
+	if l.borrowed {
+		return nil
+	}
+	return unix.Close(l.fd)
+}

@@ -35,7 +35,10 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 	if timeout == 0 {
 		timeout = time.Hour
 	}
-	options := []string{"default_permissions", "ro"}
+	options := []string{"default_permissions"}
+	if u.upper == nil {
+		options = append(options, "ro")
+	}
 	// fusermount3 refuses suid and dev for ordinary users (and imposes
 	// nosuid,nodev on them); only root asks for them.
 	if !o.NoSuid && os.Geteuid() == 0 {
@@ -44,8 +47,9 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 	if !o.NoDev && os.Geteuid() == 0 {
 		options = append(options, "dev")
 	}
-	root := &node{u: u, refs: u.rootRefs()}
-	rootIno := root.ino()
+	refs := u.rootRefs()
+	root := &node{u: u, refs: refs, id: u.inoOf(refs[0])}
+	rootIno := root.id
 	name := o.FsName
 	if name == "" {
 		name = "livefs"

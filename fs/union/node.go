@@ -10,6 +10,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/livefs/livefs/fs/sqfs"
 )
@@ -17,10 +18,14 @@ import (
 // node is a union inode served over FUSE.
 type node struct {
 	fs.Inode
-	u    *Union
-	refs []layerRef // top first; immutable once the node is made
+	u  *Union
+	id uint64 // union inode number, fixed when the node is made (copy-up keeps it)
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// refs are the layers behind the node, top first. A ref to the changes
+	// layer names its entry by path, which renames of any ancestor change:
+	// layers() renews it from the node's place in the tree.
+	refs   []layerRef
 	r      FileReader     // regular files: opened on first read
 	pushed bool           // regular files: content already stored in the kernel's page cache
 	names  []string       // directories: the last listing, for cross-file readahead
@@ -42,7 +47,43 @@ var (
 	_ = (fs.NodeOnForgetter)((*node)(nil))
 )
 
-func (n *node) top() layerRef { return n.refs[0] }
+// layers returns the node's layers with the changes layer's entry named by
+// the node's current path.
+func (n *node) layers() []layerRef {
+	n.mu.Lock()
+	refs := n.refs
+	n.mu.Unlock()
+	if n.u.upper == nil || len(refs) == 0 || refs[0].b != n.u.upper {
+		return refs
+	}
+	cp := append([]layerRef(nil), refs...)
+	cp[0] = layerRef{refs[0].b, &dirEntry{rel: n.path(), attr: *refs[0].e.Attr()}}
+	return cp
+}
+
+// path is the node's path in the union ("." for the root).
+func (n *node) path() string {
+	if p := n.Path(nil); p != "" {
+		return p
+	}
+	return "."
+}
+
+func (n *node) top() layerRef { return n.layers()[0] }
+
+// attr returns the node's current attributes: those of the changes layer
+// are read afresh, the branches below cannot change.
+func (n *node) attr() (*Attr, error) {
+	t := n.top()
+	if t.b == n.u.upper {
+		e, err := n.u.upperLayer.stat(t.e.(*dirEntry).rel)
+		if err != nil {
+			return nil, err
+		}
+		return e.Attr(), nil
+	}
+	return t.e.Attr(), nil
+}
 
 // toErrno maps layer errors to what the kernel gets.
 func toErrno(err error) syscall.Errno {
@@ -72,14 +113,9 @@ func fillAttr(out *fuse.Attr, a *Attr, ino uint64) {
 	out.Blksize = 4096
 }
 
-func (n *node) ino() uint64 {
-	t := n.top()
-	return ino(t.b, t.e.Attr().Ino)
-}
-
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	n.u.mu.RLock()
-	refs, err := n.u.lookup(n.refs, name)
+	refs, err := n.u.lookup(n.layers(), name)
 	n.u.mu.RUnlock()
 	if err != nil {
 		if errno := toErrno(err); errno != syscall.ENOENT {
@@ -88,22 +124,31 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 		}
 		return nil, syscall.ENOENT
 	}
-	child := &node{u: n.u, refs: refs}
+	return n.newChild(ctx, refs, out), 0
+}
+
+// newChild makes (or finds, for a hard link) the inode for refs.
+func (n *node) newChild(ctx context.Context, refs []layerRef, out *fuse.EntryOut) *fs.Inode {
 	a := refs[0].e.Attr()
-	id := ino(refs[0].b, a.Ino)
+	id := n.u.inoOf(refs[0])
 	fillAttr(&out.Attr, a, id)
-	return n.NewInode(ctx, child, fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: id}), 0
+	child := &node{u: n.u, refs: refs, id: id}
+	return n.NewInode(ctx, child, fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: id})
 }
 
 func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fillAttr(&out.Attr, n.top().e.Attr(), n.ino())
+	a, err := n.attr()
+	if err != nil {
+		return toErrno(err)
+	}
+	fillAttr(&out.Attr, a, n.id)
 	return 0
 }
 
 // Access lets the kernel's default_permissions do the checking; without
 // it, read-only is all there is to say.
 func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
-	if mask&2 != 0 { // W_OK
+	if mask&2 != 0 && n.u.upper == nil { // W_OK
 		return syscall.EROFS
 	}
 	return 0
@@ -111,7 +156,7 @@ func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
 
 func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	n.u.mu.RLock()
-	ents, err := n.u.readDir(n.refs)
+	ents, err := n.u.readDir(n.layers())
 	n.u.mu.RUnlock()
 	if err != nil {
 		n.u.logOnce(n.Path(nil), err)
@@ -140,9 +185,15 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	return []byte(s), 0
 }
 
-// hiddenXattr reports the union's own markers, which overlayfs hides too.
+// hiddenXattr reports the union's own markers, which overlayfs hides too,
+// and livefs's own records.
 func hiddenXattr(name string) bool {
-	return strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.")
+	for _, p := range []string{"trusted.overlay.", "user.overlay.", "trusted.livefs.", "user.livefs."} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
@@ -182,6 +233,18 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 }
 
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	if n.u.upper != nil {
+		// A writable union has the room and limits of its changes layer.
+		var st unix.Statfs_t
+		if err := unix.Fstatfs(n.u.changes.FD(), &st); err != nil {
+			return toErrno(err)
+		}
+		out.Blocks, out.Bfree, out.Bavail = st.Blocks, st.Bfree, st.Bavail
+		out.Files, out.Ffree = st.Files, st.Ffree
+		out.Bsize, out.Frsize = uint32(st.Bsize), uint32(st.Frsize)
+		out.NameLen = uint32(st.Namelen)
+		return 0
+	}
 	n.u.mu.RLock()
 	defer n.u.mu.RUnlock()
 	var bytes, inodes uint64
@@ -202,24 +265,40 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 // Open declines with ENOSYS: the kernel then stops sending OPEN and
 // RELEASE for regular files of this mount altogether (FUSE no_open), which
 // saves two round trips per file; reads arrive at Read with no handle.
+//
+// A writable union opens for real: writes need the file in the changes
+// layer, and its descriptor.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if n.u.upper != nil {
+		return n.openWritable(flags)
+	}
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
 	return nil, 0, syscall.ENOSYS
 }
 
-// Flush declines with ENOSYS, so the kernel stops sending FLUSH on close.
-func (n *node) Flush(ctx context.Context, f fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
+// Flush makes data written through a handle durable in a persistent
+// changes layer (close after write is a commit point). A read-only union
+// declines with ENOSYS, so the kernel stops sending FLUSH on close.
+func (n *node) Flush(ctx context.Context, f fs.FileHandle) syscall.Errno {
+	if n.u.upper == nil {
+		return syscall.ENOSYS
+	}
+	if h, ok := f.(*handle); ok && h.written && h.fd >= 0 && n.u.persistent() {
+		return toErrno(unix.Fdatasync(h.fd))
+	}
+	return 0
+}
 
 // reader returns the node's file reader, opened on first use and kept
 // until the kernel forgets the node. One reader per node keeps the
 // sequential-read detection that drives readahead.
 func (n *node) reader() (FileReader, error) {
+	t := n.top()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.r == nil {
-		t := n.top()
 		r, err := t.b.layer.Open(t.e)
 		if err != nil {
 			return nil, err
@@ -230,6 +309,13 @@ func (n *node) reader() (FileReader, error) {
 }
 
 func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if h, ok := f.(*handle); ok && h.fd >= 0 {
+		k, err := unix.Pread(h.fd, dest, off)
+		if err != nil {
+			return nil, toErrno(err)
+		}
+		return fuse.ReadResultData(dest[:k]), 0
+	}
 	r, err := n.reader()
 	if err != nil {
 		return nil, toErrno(err)

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/livefs/livefs/fs/cow"
 )
 
 // Options configure a Union.
@@ -14,7 +17,14 @@ type Options struct {
 	// Logger receives one line per damaged file the first time a read of it
 	// fails; nil discards.
 	Logger *log.Logger
+	// Changes, if set, makes the union writable: writes go to this layer,
+	// which sits on top of every branch.
+	Changes *cow.Changes
 }
+
+// upperBranchID identifies the changes layer in inode numbers; branches
+// count up from 1.
+const upperBranchID = 1<<(64-inoLayerBits) - 1
 
 // branch is a layer in the stack with its identity for inode numbers.
 type branch struct {
@@ -35,7 +45,14 @@ type Union struct {
 	opts Options
 
 	mu       sync.RWMutex
-	branches []*branch // top first
+	branches []*branch // top first, the changes layer (if any) included
+
+	// The changes layer, nil for a read-only union.
+	upper      *branch
+	upperLayer *DirLayer
+	changes    *cow.Changes
+	inoXattr   string     // xattr recording a copied-up file's inode number ("": the layer keeps a map)
+	copyMu     sync.Mutex // serialises copy-ups and namespace changes in the changes layer
 
 	loggedMu sync.Mutex
 	logged   map[string]bool
@@ -50,7 +67,35 @@ func New(layers []Layer, opts Options) *Union {
 	for i, l := range layers {
 		u.branches = append([]*branch{{id: uint64(i + 1), layer: l}}, u.branches...)
 	}
+	if c := opts.Changes; c != nil {
+		u.changes = c
+		u.upperLayer = &DirLayer{name: c.Dir, fd: c.FD(), borrowed: true}
+		u.upper = &branch{id: upperBranchID, layer: u.upperLayer}
+		u.branches = append([]*branch{u.upper}, u.branches...)
+		u.inoXattr = c.InodeXattr()
+	}
 	return u
+}
+
+// persistent reports whether the changes layer outlives the mount.
+func (u *Union) persistent() bool { return u.changes != nil && !u.changes.InRAM() }
+
+// inoOf returns the union inode number of a layer entry. A file in the
+// changes layer that was copied up keeps the number it had below, which
+// the copy-up recorded in an xattr.
+func (u *Union) inoOf(r layerRef) uint64 {
+	if r.b == u.upper && u.upper != nil {
+		if u.inoXattr == "" {
+			if n, ok := u.changes.RememberedIno(r.e.Attr().Ino); ok {
+				return n
+			}
+		} else if v, err := r.b.layer.GetXattr(r.e, u.inoXattr); err == nil {
+			if n, err := strconv.ParseUint(string(v), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return ino(r.b, r.e.Attr().Ino)
 }
 
 // Close closes every layer.
@@ -60,6 +105,9 @@ func (u *Union) Close() error {
 	var errs []error
 	for _, b := range u.branches {
 		errs = append(errs, b.layer.Close())
+	}
+	if u.changes != nil {
+		errs = append(errs, u.changes.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,541 @@
+package union
+
+import (
+	"context"
+	"path"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// The writable union: every change lands in the changes layer (see
+// copyup.go for how entries get there); deletions of names that exist
+// below leave whiteouts.
+
+var (
+	_ = (fs.NodeCreater)((*node)(nil))
+	_ = (fs.NodeWriter)((*node)(nil))
+	_ = (fs.NodeSetattrer)((*node)(nil))
+	_ = (fs.NodeFsyncer)((*node)(nil))
+	_ = (fs.NodeMkdirer)((*node)(nil))
+	_ = (fs.NodeMknoder)((*node)(nil))
+	_ = (fs.NodeSymlinker)((*node)(nil))
+	_ = (fs.NodeLinker)((*node)(nil))
+	_ = (fs.NodeUnlinker)((*node)(nil))
+	_ = (fs.NodeRmdirer)((*node)(nil))
+	_ = (fs.NodeRenamer)((*node)(nil))
+	_ = (fs.NodeSetxattrer)((*node)(nil))
+	_ = (fs.NodeRemovexattrer)((*node)(nil))
+)
+
+// handle is an open file of a writable union. fd is an open descriptor of
+// the file in the changes layer, or -1 for a file opened for reading only
+// (reads then follow the node, so they see a later copy-up).
+type handle struct {
+	fd      int
+	written bool
+}
+
+func (h *handle) close() {
+	if h.fd >= 0 {
+		unix.Close(h.fd)
+		h.fd = -1
+	}
+}
+
+const writeFlags = syscall.O_WRONLY | syscall.O_RDWR | syscall.O_TRUNC
+
+func (n *node) openWritable(flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&writeFlags == 0 {
+		return &handle{fd: -1}, fuse.FOPEN_KEEP_CACHE, 0
+	}
+	if err := n.u.copyUp(n); err != nil {
+		return nil, 0, toErrno(err)
+	}
+	f := int(flags) &^ (syscall.O_CREAT | syscall.O_EXCL | syscall.O_NOCTTY)
+	fd, err := unix.Openat(n.u.changes.FD(), n.path(), f|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, 0, toErrno(err)
+	}
+	return &handle{fd: fd}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// callerOwner is who a new file belongs to: the caller, with the group of
+// a setgid parent directory.
+func (n *node) callerOwner(ctx context.Context) (uid, gid int, ok bool) {
+	caller, ok := fuse.FromContext(ctx)
+	if !ok || !n.u.changes.Root {
+		return 0, 0, false
+	}
+	uid, gid = int(caller.Uid), int(caller.Gid)
+	if a, err := n.attr(); err == nil && a.Mode&syscall.S_ISGID != 0 {
+		gid = int(a.GID)
+	}
+	return uid, gid, true
+}
+
+// newUpperChild makes the node for a new entry in the changes layer.
+func (n *node) newUpperChild(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	e, err := n.u.upperLayer.stat(path.Join(n.path(), name))
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return n.newChild(ctx, []layerRef{{n.u.upper, e}}, out), 0
+}
+
+func (n *node) chownNew(ctx context.Context, name string) syscall.Errno {
+	if uid, gid, ok := n.callerOwner(ctx); ok {
+		if err := unix.Fchownat(n.u.changes.FD(), path.Join(n.path(), name), uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return toErrno(err)
+		}
+	}
+	return 0
+}
+
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	n.u.copyMu.Lock()
+	defer n.u.copyMu.Unlock()
+	if _, errno := n.prepareNameLocked(name); errno != 0 {
+		return nil, nil, 0, errno
+	}
+	p := path.Join(n.path(), name)
+	fd, err := unix.Openat(n.u.changes.FD(), p, int(flags)|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, mode&0o7777)
+	if err != nil {
+		return nil, nil, 0, toErrno(err)
+	}
+	if errno := n.chownNew(ctx, name); errno != 0 {
+		unix.Close(fd)
+		return nil, nil, 0, errno
+	}
+	ch, errno := n.newUpperChild(ctx, name, out)
+	if errno != 0 {
+		unix.Close(fd)
+		return nil, nil, 0, errno
+	}
+	return ch, &handle{fd: fd}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// prepareNameLocked readies name in directory n for a new entry, with
+// u.copyMu held: n is copied up (which takes that lock itself, so it runs
+// with the lock let go), and a whiteout hiding a lower name is removed. It
+// reports whether there was one (a new directory must then hide what is
+// below).
+func (n *node) prepareNameLocked(name string) (bool, syscall.Errno) {
+	if n.u.upper == nil {
+		return false, syscall.EROFS
+	}
+	if !n.inUpper() {
+		n.u.copyMu.Unlock()
+		err := n.u.copyUp(n)
+		n.u.copyMu.Lock()
+		if err != nil {
+			return false, toErrno(err)
+		}
+	}
+	w, err := n.u.changes.RemoveWhiteout(n.path(), name)
+	if err != nil {
+		return false, toErrno(err)
+	}
+	return w, 0
+}
+
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	n.u.copyMu.Lock()
+	defer n.u.copyMu.Unlock()
+	whiteout, errno := n.prepareNameLocked(name)
+	if errno != 0 {
+		return nil, errno
+	}
+	p := path.Join(n.path(), name)
+	if err := unix.Mkdirat(n.u.changes.FD(), p, mode&0o7777); err != nil {
+		return nil, toErrno(err)
+	}
+	if errno := n.chownNew(ctx, name); errno != 0 {
+		return nil, errno
+	}
+	if whiteout {
+		// A directory made where a deleted one stood must not show what
+		// the old one held below.
+		if err := n.u.changes.MakeOpaque(p); err != nil {
+			return nil, toErrno(err)
+		}
+	}
+	return n.newUpperChild(ctx, name, out)
+}
+
+func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	n.u.copyMu.Lock()
+	defer n.u.copyMu.Unlock()
+	if _, errno := n.prepareNameLocked(name); errno != 0 {
+		return nil, errno
+	}
+	major, minor := dev>>8&0xfff, dev&0xff|dev>>12&0xfff00
+	if err := unix.Mknodat(n.u.changes.FD(), path.Join(n.path(), name), mode, int(unix.Mkdev(major, minor))); err != nil {
+		return nil, toErrno(err)
+	}
+	if errno := n.chownNew(ctx, name); errno != 0 {
+		return nil, errno
+	}
+	return n.newUpperChild(ctx, name, out)
+}
+
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	n.u.copyMu.Lock()
+	defer n.u.copyMu.Unlock()
+	if _, errno := n.prepareNameLocked(name); errno != 0 {
+		return nil, errno
+	}
+	if err := unix.Symlinkat(target, n.u.changes.FD(), path.Join(n.path(), name)); err != nil {
+		return nil, toErrno(err)
+	}
+	if errno := n.chownNew(ctx, name); errno != 0 {
+		return nil, errno
+	}
+	return n.newUpperChild(ctx, name, out)
+}
+
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	t, ok := target.(*node)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	if n.u.upper == nil {
+		return nil, syscall.EROFS
+	}
+	if err := n.u.copyUp(t); err != nil {
+		return nil, toErrno(err)
+	}
+	n.u.copyMu.Lock()
+	defer n.u.copyMu.Unlock()
+	if _, errno := n.prepareNameLocked(name); errno != 0 {
+		return nil, errno
+	}
+	fd := n.u.changes.FD()
+	if err := unix.Linkat(fd, t.path(), fd, path.Join(n.path(), name), 0); err != nil {
+		return nil, toErrno(err)
+	}
+	e, err := n.u.upperLayer.stat(path.Join(n.path(), name))
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	fillAttr(&out.Attr, e.Attr(), t.id)
+	return t.EmbeddedInode(), 0
+}
+
+// lowerHas reports whether name is visible in directory n's layers below
+// the changes layer: deleting it then needs a whiteout.
+func (n *node) lowerHas(name string) bool {
+	refs := n.layers()
+	if len(refs) > 0 && refs[0].b == n.u.upper {
+		refs = refs[1:]
+	}
+	if len(refs) == 0 {
+		return false
+	}
+	n.u.mu.RLock()
+	defer n.u.mu.RUnlock()
+	_, err := n.u.lookup(refs, name)
+	return err == nil
+}
+
+func (n *node) remove(ctx context.Context, name string, dir bool) syscall.Errno {
+	if n.u.upper == nil {
+		return syscall.EROFS
+	}
+	n.u.mu.RLock()
+	refs, err := n.u.lookup(n.layers(), name)
+	n.u.mu.RUnlock()
+	if err != nil {
+		return toErrno(err)
+	}
+	isDir := refs[0].e.Attr().IsDir()
+	switch {
+	case dir && !isDir:
+		return syscall.ENOTDIR
+	case !dir && isDir:
+		return syscall.EISDIR
+	}
+	if dir {
+		ents, err := n.u.readDir(refs)
+		if err != nil {
+			return toErrno(err)
+		}
+		if len(ents) > 0 {
+			return syscall.ENOTEMPTY
+		}
+	}
+	if err := n.u.copyUp(n); err != nil {
+		return toErrno(err)
+	}
+	n.u.copyMu.Lock()
+	defer n.u.copyMu.Unlock()
+	p := path.Join(n.path(), name)
+	c := n.u.changes
+	if refs[0].b == n.u.upper {
+		if a := refs[0].e.Attr(); !dir && a.Nlink <= 1 {
+			c.ForgetIno(a.Ino) // its inode number may be reused
+		}
+		flags := 0
+		if dir {
+			if err := c.ClearDir(p); err != nil {
+				return toErrno(err)
+			}
+			flags = unix.AT_REMOVEDIR
+		}
+		if err := unix.Unlinkat(c.FD(), p, flags); err != nil {
+			return toErrno(err)
+		}
+	}
+	if n.lowerHas(name) {
+		if err := c.Whiteout(n.path(), name); err != nil {
+			return toErrno(err)
+		}
+	}
+	return 0
+}
+
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	return n.remove(ctx, name, false)
+}
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return n.remove(ctx, name, true)
+}
+
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*node)
+	if !ok {
+		return syscall.EXDEV
+	}
+	if n.u.upper == nil {
+		return syscall.EROFS
+	}
+	if flags&^unix.RENAME_NOREPLACE != 0 {
+		return syscall.EINVAL // RENAME_EXCHANGE and RENAME_WHITEOUT are not offered
+	}
+	n.u.mu.RLock()
+	src, err := n.u.lookup(n.layers(), name)
+	var dst []layerRef
+	var dstErr error
+	if err == nil {
+		dst, dstErr = n.u.lookup(np.layers(), newName)
+	}
+	n.u.mu.RUnlock()
+	if err != nil {
+		return toErrno(err)
+	}
+	srcDir := src[0].e.Attr().IsDir()
+	if dstErr == nil {
+		if flags&unix.RENAME_NOREPLACE != 0 {
+			return syscall.EEXIST
+		}
+		dstDir := dst[0].e.Attr().IsDir()
+		switch {
+		case srcDir && !dstDir:
+			return syscall.ENOTDIR
+		case !srcDir && dstDir:
+			return syscall.EISDIR
+		case dstDir:
+			ents, err := n.u.readDir(dst)
+			if err != nil {
+				return toErrno(err)
+			}
+			if len(ents) > 0 {
+				return syscall.ENOTEMPTY
+			}
+		}
+	} else if toErrno(dstErr) != syscall.ENOENT {
+		return toErrno(dstErr)
+	}
+	if err := n.u.copyUp(n); err != nil {
+		return toErrno(err)
+	}
+	if err := n.u.copyUp(np); err != nil {
+		return toErrno(err)
+	}
+	var child *node
+	if ci := n.GetChild(name); ci != nil {
+		child, _ = ci.Operations().(*node)
+	}
+	srcPath := path.Join(n.path(), name)
+	n.u.copyMu.Lock()
+	defer n.u.copyMu.Unlock()
+	if srcDir {
+		if err := n.u.copyUpTree(src, srcPath); err != nil {
+			return toErrno(err)
+		}
+	} else if src[0].b != n.u.upper {
+		id := n.u.inoOf(src[0])
+		if child != nil {
+			id = child.id
+		}
+		if err := n.u.copyEntry(src[0], srcPath, id); err != nil {
+			return toErrno(err)
+		}
+	}
+	c := n.u.changes
+	dstPath := path.Join(np.path(), newName)
+	if dstErr == nil && dst[0].b == n.u.upper && dst[0].e.Attr().IsDir() {
+		if err := c.ClearDir(dstPath); err != nil {
+			return toErrno(err)
+		}
+	}
+	if _, err := c.RemoveWhiteout(np.path(), newName); err != nil {
+		return toErrno(err)
+	}
+	dstLower := np.lowerHas(newName)
+	srcLower := n.lowerHas(name)
+	if err := unix.Renameat(c.FD(), srcPath, c.FD(), dstPath); err != nil {
+		return toErrno(err)
+	}
+	if srcLower {
+		if err := c.Whiteout(n.path(), name); err != nil {
+			return toErrno(err)
+		}
+	}
+	if srcDir && dstLower {
+		if err := c.MakeOpaque(dstPath); err != nil {
+			return toErrno(err)
+		}
+	}
+	if child != nil {
+		// The entry now lives in the changes layer only; a moved directory
+		// was copied up whole.
+		e, err := n.u.upperLayer.stat(dstPath)
+		if err == nil {
+			child.mu.Lock()
+			child.refs = []layerRef{{n.u.upper, e}}
+			if child.r != nil {
+				child.r.Close()
+				child.r = nil
+			}
+			child.mu.Unlock()
+		}
+	}
+	return 0
+}
+
+func (n *node) Write(ctx context.Context, f fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	h, ok := f.(*handle)
+	if !ok || h.fd < 0 {
+		return 0, syscall.EBADF
+	}
+	k, err := unix.Pwrite(h.fd, data, off)
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	h.written = true
+	return uint32(k), 0
+}
+
+func (n *node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall.Errno {
+	if h, ok := f.(*handle); ok && h.fd >= 0 {
+		return toErrno(unix.Fsync(h.fd))
+	}
+	return 0
+}
+
+func (n *node) Release(ctx context.Context, f fs.FileHandle) syscall.Errno {
+	if h, ok := f.(*handle); ok {
+		h.close()
+	}
+	return 0
+}
+
+func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if n.u.upper == nil {
+		return syscall.EROFS
+	}
+	if err := n.u.copyUp(n); err != nil {
+		return toErrno(err)
+	}
+	c := n.u.changes
+	p := n.path()
+	if sz, ok := in.GetSize(); ok {
+		var err error
+		if h, ok := f.(*handle); ok && h.fd >= 0 {
+			err = unix.Ftruncate(h.fd, int64(sz))
+		} else {
+			var fd int
+			if fd, err = unix.Openat(c.FD(), p, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0); err == nil {
+				err = unix.Ftruncate(fd, int64(sz))
+				unix.Close(fd)
+			}
+		}
+		if err != nil {
+			return toErrno(err)
+		}
+	}
+	uid, uok := in.GetUID()
+	gid, gok := in.GetGID()
+	if uok || gok {
+		u, g := -1, -1
+		if uok {
+			u = int(uid)
+		}
+		if gok {
+			g = int(gid)
+		}
+		if err := unix.Fchownat(c.FD(), p, u, g, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return toErrno(err)
+		}
+	}
+	if mode, ok := in.GetMode(); ok {
+		if err := unix.Fchmodat(c.FD(), p, mode&0o7777, 0); err != nil {
+			return toErrno(err)
+		}
+	}
+	atime, aok := in.GetATime()
+	mtime, mok := in.GetMTime()
+	if aok || mok || in.Valid&(fuse.FATTR_ATIME_NOW|fuse.FATTR_MTIME_NOW) != 0 {
+		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+		if aok {
+			ts[0] = unix.NsecToTimespec(atime.UnixNano())
+		}
+		if mok {
+			ts[1] = unix.NsecToTimespec(mtime.UnixNano())
+		}
+		if in.Valid&fuse.FATTR_ATIME_NOW != 0 {
+			ts[0] = unix.Timespec{Nsec: unix.UTIME_NOW}
+		}
+		if in.Valid&fuse.FATTR_MTIME_NOW != 0 {
+			ts[1] = unix.Timespec{Nsec: unix.UTIME_NOW}
+		}
+		if err := unix.UtimesNanoAt(c.FD(), p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return toErrno(err)
+		}
+	}
+	a, err := n.attr()
+	if err != nil {
+		return toErrno(err)
+	}
+	fillAttr(&out.Attr, a, n.id)
+	return 0
+}
+
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if n.u.upper == nil {
+		return syscall.EROFS
+	}
+	if hiddenXattr(attr) {
+		return syscall.EPERM
+	}
+	if err := n.u.copyUp(n); err != nil {
+		return toErrno(err)
+	}
+	return toErrno(unix.Lsetxattr(n.u.changes.ProcPath(n.path()), attr, data, int(flags)))
+}
+
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if n.u.upper == nil {
+		return syscall.EROFS
+	}
+	if hiddenXattr(attr) {
+		return syscall.ENODATA
+	}
+	if err := n.u.copyUp(n); err != nil {
+		return toErrno(err)
+	}
+	return toErrno(unix.Lremovexattr(n.u.changes.ProcPath(n.path()), attr))
+}

@@ -1,0 +1,304 @@
+package union_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/livefs/livefs/fs/cow"
+	"github.com/livefs/livefs/fs/sqfs"
+	"github.com/livefs/livefs/fs/union"
+	"github.com/livefs/livefs/internal/sqfstest"
+)
+
+// mountWritable serves lowers (bottom first) with a changes layer at
+// changes, and returns the mount point and a function that unmounts it.
+func mountWritable(t *testing.T, changes string, format cow.Format, lowers ...string) (string, func()) {
+	t.Helper()
+	sqfstest.RequireRoot(t)
+	var layers []union.Layer
+	for _, b := range lowers {
+		l, err := union.OpenBranch(b, &sqfs.Options{CacheBytes: 8 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, l)
+	}
+	work := ""
+	if format == cow.Overlay {
+		work = changes + ".work"
+	}
+	c, err := cow.Open(changes, work, format)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := union.New(layers, union.Options{Changes: c})
+	mnt := t.TempDir()
+	server, err := union.Mount(mnt, u, union.MountOptions{})
+	if err != nil {
+		t.Fatalf("mount: %v", err)
+	}
+	done := false
+	unmount := func() {
+		if done {
+			return
+		}
+		done = true
+		if err := server.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+			exec.Command("umount", "-l", mnt).Run()
+		}
+		u.Close()
+	}
+	t.Cleanup(unmount)
+	return mnt, unmount
+}
+
+// op is one file system operation applied to a root; it returns a result
+// string (the errno, plus any value read) to compare between roots.
+type op struct {
+	desc string
+	do   func(root string) string
+}
+
+func errStr(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	return err.Error()
+}
+
+// writeOp opens p with flags (non-blocking, so that a fifo answers at
+// once) and writes data, at off unless off is -1.
+func writeOp(p string, flags int, data string, off int64) string {
+	fd, err := unix.Open(p, flags|unix.O_NONBLOCK, 0o644)
+	if err != nil {
+		return errStr(err)
+	}
+	defer unix.Close(fd)
+	if off >= 0 {
+		_, err = unix.Pwrite(fd, []byte(data), off)
+	} else {
+		_, err = unix.Write(fd, []byte(data))
+	}
+	return errStr(err)
+}
+
+// randomOps draws operations over a small name space, so that they hit the
+// lower layers' names, each other's results, and every error case often.
+func randomOps(rng *rand.Rand, n int) []op {
+	names := []string{"a", "b", "c", "d", "e"}
+	randPath := func() string {
+		parts := make([]string, 1+rng.Intn(3))
+		for i := range parts {
+			parts[i] = names[rng.Intn(len(names))]
+		}
+		return strings.Join(parts, "/")
+	}
+	var ops []op
+	for i := 0; i < n; i++ {
+		p, q := randPath(), randPath()
+		data := fmt.Sprintf("data %d %d\n", i, rng.Int())
+		off := int64(rng.Intn(40))
+		size := int64(rng.Intn(30))
+		mode := uint32([]int{0o600, 0o644, 0o755, 0o4755, 0o1777, 0o000}[rng.Intn(6)])
+		var o op
+		switch rng.Intn(17) {
+		case 0:
+			o = op{"create " + p, func(r string) string {
+				return writeOp(filepath.Join(r, p), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, data, -1)
+			}}
+		case 1:
+			o = op{"append " + p, func(r string) string {
+				return writeOp(filepath.Join(r, p), os.O_WRONLY|os.O_APPEND, data, -1)
+			}}
+		case 2:
+			o = op{fmt.Sprintf("pwrite %s@%d", p, off), func(r string) string {
+				return writeOp(filepath.Join(r, p), os.O_WRONLY, data, off)
+			}}
+		case 3:
+			o = op{fmt.Sprintf("truncate %s %d", p, size), func(r string) string {
+				return errStr(os.Truncate(filepath.Join(r, p), size))
+			}}
+		case 4:
+			o = op{"unlink " + p, func(r string) string { return errStr(unix.Unlink(filepath.Join(r, p))) }}
+		case 5:
+			o = op{"mkdir " + p, func(r string) string { return errStr(unix.Mkdir(filepath.Join(r, p), 0o755)) }}
+		case 6:
+			o = op{"rmdir " + p, func(r string) string { return errStr(unix.Rmdir(filepath.Join(r, p))) }}
+		case 7:
+			// Directories are renamed only where overlayfs can too (it answers
+			// EXDEV for directories from a lower layer): see TestRenameLowerDir.
+			o = op{"rename " + p + " " + q, func(r string) string {
+				var st unix.Stat_t
+				if unix.Lstat(filepath.Join(r, p), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+					return "skipped"
+				}
+				return errStr(unix.Rename(filepath.Join(r, p), filepath.Join(r, q)))
+			}}
+		case 8:
+			o = op{"symlink " + p, func(r string) string { return errStr(unix.Symlink("target/"+q, filepath.Join(r, p))) }}
+		case 9:
+			o = op{"link " + p + " " + q, func(r string) string { return errStr(unix.Link(filepath.Join(r, p), filepath.Join(r, q))) }}
+		case 10:
+			o = op{fmt.Sprintf("chmod %s %o", p, mode), func(r string) string { return errStr(unix.Chmod(filepath.Join(r, p), mode)) }}
+		case 11:
+			o = op{"chown " + p, func(r string) string { return errStr(unix.Lchown(filepath.Join(r, p), 1000+int(off), 2000+int(size))) }}
+		case 12:
+			o = op{"utimes " + p, func(r string) string {
+				ts := []unix.Timespec{unix.NsecToTimespec(1e18 + off*1e9), unix.NsecToTimespec(2e18 + size*1e9)}
+				return errStr(unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(r, p), ts, unix.AT_SYMLINK_NOFOLLOW))
+			}}
+		case 13:
+			o = op{"setxattr " + p, func(r string) string {
+				return errStr(unix.Lsetxattr(filepath.Join(r, p), "user.k"+names[int(off)%5], []byte(data), 0))
+			}}
+		case 14:
+			o = op{"removexattr " + p, func(r string) string {
+				return errStr(unix.Lremovexattr(filepath.Join(r, p), "user.k"+names[int(off)%5]))
+			}}
+		case 15:
+			o = op{"mkfifo " + p, func(r string) string { return errStr(unix.Mkfifo(filepath.Join(r, p), 0o640)) }}
+		case 16:
+			o = op{"read " + p, func(r string) string {
+				fd, err := unix.Open(filepath.Join(r, p), unix.O_RDONLY|unix.O_NONBLOCK, 0)
+				if err != nil {
+					return errStr(err)
+				}
+				defer unix.Close(fd)
+				b := make([]byte, 4096)
+				n, err := unix.Read(fd, b)
+				return errStr(err) + " " + string(b[:max(n, 0)])
+			}}
+		}
+		ops = append(ops, o)
+	}
+	return ops
+}
+
+// comparable drops what the two implementations may rightly differ in:
+// inode numbers, directory sizes and link counts, and times of
+// directories (they are "now" on both sides, a moment apart).
+func comparable(tr sqfstest.Tree) sqfstest.Tree {
+	for _, e := range tr {
+		e.Ino = 0
+		if e.Type == "dir" {
+			e.Size, e.Nlink, e.MTime = 0, 0, 0
+		}
+	}
+	return tr
+}
+
+// lowerStack makes two lower layers: directories with overlayfs markers
+// (for the kernel), and the same layers as squashfs images with aufs
+// markers.
+func lowerStack(t *testing.T, rng *rand.Rand) (dirs, images []string) {
+	t.Helper()
+	stack := randomStack(rng, 2)
+	for i, l := range stack {
+		d := filepath.Join(t.TempDir(), fmt.Sprintf("lower%d", i))
+		materialize(t, l, d, false)
+		dirs = append(dirs, d)
+		a := filepath.Join(t.TempDir(), fmt.Sprintf("aufs%d", i))
+		materialize(t, l, a, true)
+		img := a + ".sb"
+		sqfstest.Mksquashfs(t, a, img, "-comp", "lz4")
+		images = append(images, img)
+	}
+	return dirs, images
+}
+
+// TestWritableMatchesOverlayfs applies seeded random operations to the
+// kernel's overlayfs and to livefs over the same lowers, comparing every
+// result and then the trees; then remounts livefs on the same changes
+// directory and compares again.
+func TestWritableMatchesOverlayfs(t *testing.T) {
+	sqfstest.RequireRoot(t)
+	for seed := int64(1); seed <= 8; seed++ {
+		for _, v := range []struct {
+			format cow.Format
+			images bool
+		}{{cow.Aufs, false}, {cow.Overlay, false}, {cow.Aufs, true}} {
+			t.Run(fmt.Sprintf("seed=%d/format=%d/images=%v", seed, v.format, v.images), func(t *testing.T) {
+				rng := rand.New(rand.NewSource(seed))
+				lowers, images := lowerStack(t, rng)
+				format := v.format
+				branches := lowers
+				if v.images {
+					branches = images
+				}
+				tmp := t.TempDir()
+				kmnt := filepath.Join(tmp, "kernel")
+				for _, d := range []string{kmnt, filepath.Join(tmp, "upper"), filepath.Join(tmp, "work")} {
+					if err := os.MkdirAll(d, 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+				sqfstest.Run(t, "mount", "-t", "overlay", "overlay", "-o",
+					fmt.Sprintf("lowerdir=%s:%s,upperdir=%s/upper,workdir=%s/work", lowers[1], lowers[0], tmp, tmp), kmnt)
+				t.Cleanup(func() { exec.Command("umount", kmnt).Run() })
+				changes := filepath.Join(tmp, "changes")
+				fmnt, unmount := mountWritable(t, changes, format, branches...)
+
+				results := map[string]int{}
+				for i, o := range randomOps(rng, 300) {
+					want, got := o.do(kmnt), o.do(fmnt)
+					results[strings.Fields(o.desc)[0]+" "+strings.Fields(want)[0]]++
+					if got != want {
+						t.Fatalf("op %d %s: livefs %q, overlayfs %q", i, o.desc, got, want)
+					}
+				}
+				t.Logf("results: %v", results)
+				want := comparable(sqfstest.SnapshotDir(t, kmnt))
+				got := sqfstest.SnapshotDir(t, fmnt)
+				inos := map[string]uint64{}
+				for p, e := range got {
+					inos[p] = e.Ino
+				}
+				if diff := sqfstest.Diff(want, comparable(got), sqfstest.Fields{}); len(diff) > 0 {
+					t.Fatalf("trees differ after the operations:\n%s", strings.Join(diff, "\n"))
+				}
+				unmount()
+				fmnt, unmount = mountWritable(t, changes, format, branches...)
+				again := sqfstest.SnapshotDir(t, fmnt)
+				for p, e := range again {
+					if inos[p] != e.Ino {
+						t.Errorf("%s: inode %d before remount, %d after", p, inos[p], e.Ino)
+					}
+				}
+				if diff := sqfstest.Diff(want, comparable(again), sqfstest.Fields{}); len(diff) > 0 {
+					t.Fatalf("trees differ after remount:\n%s", strings.Join(diff, "\n"))
+				}
+				if format != cow.Overlay {
+					return
+				}
+				// The kernel's overlayfs reads what livefs wrote as its upperdir.
+				unmount()
+				omnt, owork := filepath.Join(tmp, "overlay-of-livefs"), filepath.Join(tmp, "owork")
+				for _, d := range []string{omnt, owork} {
+					if err := os.MkdirAll(d, 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+				sqfstest.Run(t, "mount", "-t", "overlay", "overlay", "-o",
+					fmt.Sprintf("lowerdir=%s:%s,upperdir=%s,workdir=%s", lowers[1], lowers[0], changes, owork), omnt)
+				t.Cleanup(func() { exec.Command("umount", omnt).Run() })
+				if diff := sqfstest.Diff(want, comparable(sqfstest.SnapshotDir(t, omnt)), sqfstest.Fields{}); len(diff) > 0 {
+					t.Fatalf("overlayfs over livefs's changes directory differs:\n%s", strings.Join(diff, "\n"))
+				}
+			})
+		}
+	}
+}
