@@ -16,7 +16,7 @@ echo "== go test"
 go test -count=1 -timeout 40m ./...
 
 echo "== go test -race (concurrency)"
-go test -count=1 -race -timeout 20m -run 'Concurren|Cache|Parallel|Race' ./fs/...
+go test -count=1 -race -timeout 20m -run 'Concurren|Cache|Parallel|Race|Writable' ./fs/...
 
 echo "== fuzz ($FUZZTIME each)"
 fuzz() { # package target
@@ -26,4 +26,6 @@ fuzz ./fs/sqfs FuzzReader
 fuzz ./fs/sqfs/internal/xz FuzzDecodeXZ
 fuzz ./fs/sqfs/internal/xz FuzzDecodeLZMA
 fuzz ./fs/sqfs/internal/lzo FuzzDecompress
+fuzz ./fs/sqfs/internal/flate FuzzDecompress
+fuzz ./fs/sqfs/internal/flate FuzzDecompressRaw
 echo "== all tests passed"
