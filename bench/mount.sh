@@ -10,7 +10,7 @@ contenders=${BENCH_CONTENDERS:-"kernel livefs squashfuse_ll squashfuse"}
 do_mount() { # contender image
   case $1 in
     kernel) mount -t squashfs -o loop,ro "$2" "$mnt" ;;
-    livefs) "$livefs" mount --daemon "$2" "$mnt" ;;
+    livefs) "$livefs" mount --daemon --ro "$2" "$mnt" ;;
     squashfuse_ll) squashfuse_ll "$2" "$mnt" ;;
     squashfuse) squashfuse "$2" "$mnt" ;;
   esac

@@ -62,7 +62,7 @@ func TestMountDaemon(t *testing.T) {
 	if err := os.Chmod(filepath.Dir(mnt), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if out, code := runBin(t, "mount", "--daemon", "-o", "allow_other", img, mnt); code != 0 {
+	if out, code := runBin(t, "mount", "--daemon", "--ro", "-o", "allow_other", img, mnt); code != 0 {
 		t.Fatalf("mount --daemon: exit %d: %s", code, out)
 	}
 	mounted := true
@@ -82,13 +82,21 @@ func TestMountDaemon(t *testing.T) {
 			line = l
 		}
 	}
-	for _, want := range []string{"fuse.livefs", "ro", "default_permissions", "allow_other"} {
-		if !strings.Contains(line, want) {
-			t.Errorf("mount line %q lacks %s", line, want)
+	fields := strings.Fields(line)
+	if len(fields) < 4 || fields[2] != "fuse.livefs" {
+		t.Fatalf("mount line %q: want type fuse.livefs", line)
+	}
+	opts := map[string]bool{}
+	for _, o := range strings.Split(fields[3], ",") {
+		opts[o] = true
+	}
+	for _, want := range []string{"ro", "default_permissions", "allow_other"} {
+		if !opts[want] {
+			t.Errorf("mount options %q lack %s", fields[3], want)
 		}
 	}
-	if strings.Contains(line, "nosuid") || strings.Contains(line, "nodev") {
-		t.Errorf("root mount %q should honour setuid and devices", line)
+	if opts["nosuid"] || opts["nodev"] {
+		t.Errorf("root mount options %q should honour setuid and devices", fields[3])
 	}
 	// Other users are subject to the modes: a 0600 root file is closed to them.
 	if out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", filepath.Join(mnt, "etc/secret")).CombinedOutput(); err == nil || !strings.Contains(string(out), "Permission denied") {
@@ -183,4 +191,67 @@ func TestMountAsOrdinaryUser(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(mnt, "etc")); err == nil {
 		t.Error("still mounted after umount")
 	}
+}
+
+// TestMountChanges: without --changes, writes go to RAM and vanish at
+// unmount; with --changes they persist, and a second server on the same
+// changes directory is refused.
+func TestMountChanges(t *testing.T) {
+	sqfstest.RequireRoot(t)
+	img := testImage(t)
+	mnt := t.TempDir()
+	write := func() {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(mnt, "etc/hostname"), []byte("changed\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func() string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(mnt, "etc/hostname"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	umount := func() {
+		t.Helper()
+		if out, code := runBin(t, "umount", mnt); code != 0 {
+			t.Fatalf("umount: %s", out)
+		}
+	}
+	// RAM.
+	if out, code := runBin(t, "mount", "--daemon", img, mnt); code != 0 {
+		t.Fatalf("mount: %s", out)
+	}
+	write()
+	if got := read(); got != "changed\n" {
+		t.Errorf("after write: %q", got)
+	}
+	umount()
+	if out, code := runBin(t, "mount", "--daemon", img, mnt); code != 0 {
+		t.Fatalf("mount: %s", out)
+	}
+	if got := read(); got != "livefs\n" {
+		t.Errorf("RAM changes survived a remount: %q", got)
+	}
+	umount()
+	// Persistent.
+	changes := filepath.Join(t.TempDir(), "changes")
+	if out, code := runBin(t, "mount", "--daemon", "--changes", changes, img, mnt); code != 0 {
+		t.Fatalf("mount: %s", out)
+	}
+	write()
+	other := t.TempDir()
+	if out, code := runBin(t, "mount", "--daemon", "--changes", changes, img, other); code != 1 || !strings.Contains(out, "in use") {
+		t.Errorf("second server on one changes directory: exit %d, %q", code, out)
+	}
+	umount()
+	if out, code := runBin(t, "mount", "--daemon", "--changes", changes, img, mnt); code != 0 {
+		t.Fatalf("mount: %s", out)
+	}
+	if got := read(); got != "changed\n" {
+		t.Errorf("persistent change lost over a remount: %q", got)
+	}
+	umount()
 }
