@@ -93,6 +93,9 @@ type blockLoc struct {
 }
 
 func (r *Reader) locate(ino *Inode, i int) (blockLoc, error) {
+	if err := r.loadBlocks(ino); err != nil {
+		return blockLoc{}, err
+	}
 	bs := int64(r.sb.BlockSize)
 	length := int(min(bs, int64(ino.Size)-int64(i)*bs))
 	if i < len(ino.blockSizes) {
@@ -170,6 +173,9 @@ func (r *Reader) readBlockInto(ino *Inode, i int, p []byte, offset int64) (int, 
 // prefetch decodes blocks [from, to) of a file in the background, at most
 // r.workers at a time across the reader, unless they are already cached.
 func (r *Reader) prefetch(ino *Inode, from, to int) {
+	if r.loadBlocks(ino) != nil {
+		return
+	}
 	nblocks := len(ino.blockSizes)
 	if ino.HasFragment() {
 		nblocks++
@@ -245,7 +251,7 @@ func (f *FileReader) ReadAt(p []byte, off int64) (int, error) {
 // use it to leave holes instead of writing zeros.
 func (r *Reader) SparseRun(ino *Inode, off, n int64) int64 {
 	bs := int64(r.sb.BlockSize)
-	if off%bs != 0 || off < 0 {
+	if off%bs != 0 || off < 0 || r.loadBlocks(ino) != nil {
 		return 0
 	}
 	end := min(off+n, int64(ino.Size))
@@ -265,6 +271,9 @@ func (r *Reader) SparseRun(ino *Inode, off, n int64) int64 {
 // Blocks ahead are decoded in parallel as for a sequential reader.
 func (f *FileReader) Blocks(fn func(off int64, n int, data []byte) error) error {
 	r, ino := f.r, f.ino
+	if err := r.loadBlocks(ino); err != nil {
+		return err
+	}
 	nblocks := len(ino.blockSizes)
 	if ino.HasFragment() {
 		nblocks++

@@ -3,6 +3,7 @@ package sqfs
 import (
 	"encoding/binary"
 	"io/fs"
+	"sync"
 	"time"
 )
 
@@ -84,6 +85,11 @@ type Inode struct {
 	fragment     uint32 // noFragment when the tail is not in a fragment
 	fragOffset   uint32
 	Sparse       uint64   // bytes saved by sparse blocks (extended files)
+	blockCount   uint64   // full blocks, from the size (the list is read on first use)
+	listBlock    uint64   // where the block list starts in the inode table
+	listOff      int      //
+	blocksOnce   sync.Once
+	blocksErr    error
 	blockSizes   []uint32 // on-disk size words of the full blocks
 	blockOffsets []uint64 // absolute position of each block
 
@@ -125,7 +131,7 @@ func (i *Inode) HasXattrs() bool { return i.xattrIndex != noXattr }
 
 // BlockCount returns the number of full data blocks of a regular file
 // (the tail in a fragment is not counted).
-func (i *Inode) BlockCount() int { return len(i.blockSizes) }
+func (i *Inode) BlockCount() int { return int(min(i.blockCount, 1<<40)) }
 
 // HasFragment reports whether the file's tail lives in a fragment block.
 func (i *Inode) HasFragment() bool { return i.fragment != noFragment }
@@ -212,7 +218,7 @@ func (r *Reader) parseInode(c *metaCursor) (*Inode, error) {
 		ino.fragOffset = le.Uint32(p[8:])
 		ino.Size = uint64(le.Uint32(p[12:]))
 		ino.Nlink = 1
-		if err := r.readBlockList(ino, c); err != nil {
+		if err := r.checkFile(ino, c); err != nil {
 			return nil, err
 		}
 	case 9: // extended file
@@ -223,7 +229,7 @@ func (r *Reader) parseInode(c *metaCursor) (*Inode, error) {
 		ino.fragment = le.Uint32(p[28:])
 		ino.fragOffset = le.Uint32(p[32:])
 		ino.xattrIndex = le.Uint32(p[36:])
-		if err := r.readBlockList(ino, c); err != nil {
+		if err := r.checkFile(ino, c); err != nil {
 			return nil, err
 		}
 	case 3, 10: // symlink
@@ -276,14 +282,14 @@ func (r *Reader) setDirSize(ino *Inode, fileSize uint32, c *metaCursor) error {
 	return nil
 }
 
-// readBlockList reads the block size words that follow a file inode. The
-// count comes from the file size, which is untrusted: the list is read in
-// chunks, so memory grows only with bytes actually present in the table.
-func (r *Reader) readBlockList(ino *Inode, c *metaCursor) error {
+// checkFile validates a file inode's tail and data start and notes where
+// its block list is. The list itself is read on first use (loadBlocks): a
+// walk that only stats files never pays for it.
+func (r *Reader) checkFile(ino *Inode, c *metaCursor) error {
 	bs := uint64(r.sb.BlockSize)
-	n := ino.Size / bs
+	ino.blockCount = ino.Size / bs
 	if ino.fragment == noFragment {
-		n = (ino.Size + bs - 1) / bs
+		ino.blockCount = (ino.Size + bs - 1) / bs
 	} else {
 		if ino.fragment >= r.sb.FragmentCount {
 			return c.errorf("file inode %d uses fragment %d of %d", ino.Number, ino.fragment, r.sb.FragmentCount)
@@ -298,10 +304,39 @@ func (r *Reader) readBlockList(ino *Inode, c *metaCursor) error {
 	if ino.blocksStart > r.sb.BytesUsed {
 		return c.errorf("file inode %d data starts at %d beyond the image end %d", ino.Number, ino.blocksStart, r.sb.BytesUsed)
 	}
+	// The list must fit in what the inode table can hold decoded: every
+	// metadata block takes at least 3 bytes on disk and yields at most 8 KiB.
+	tableMax := ((r.sb.DirectoryTable-r.sb.InodeTable)/3 + 1) * metaBlockSize
+	if ino.Size > 1<<62 || ino.blockCount > tableMax/4 {
+		return c.errorf("file inode %d has size %d: its block list cannot fit in the inode table", ino.Number, ino.Size)
+	}
+	ino.listBlock, ino.listOff = c.position()
+	return nil
+}
+
+// loadBlocks reads a file's block list once.
+func (r *Reader) loadBlocks(ino *Inode) error {
+	ino.blocksOnce.Do(func() {
+		if ino.blockCount == 0 {
+			return
+		}
+		c := r.newCursor(ino.listBlock, ino.listOff, r.sb.DirectoryTable, "inode table")
+		defer c.close()
+		ino.blocksErr = r.readBlockList(ino, c)
+	})
+	return ino.blocksErr
+}
+
+// readBlockList reads the block size words that follow a file inode. The
+// count comes from the file size, which is untrusted: the list is read in
+// chunks, so memory grows only with bytes actually present in the table.
+func (r *Reader) readBlockList(ino *Inode, c *metaCursor) error {
+	bs := uint64(r.sb.BlockSize)
+	n := ino.blockCount
 	const chunk = 2048
 	var buf [chunk * 4]byte
-	ino.blockSizes = make([]uint32, 0, min(n, chunk))
-	ino.blockOffsets = make([]uint64, 0, min(n, chunk))
+	sizes := make([]uint32, 0, min(n, chunk))
+	offsets := make([]uint64, 0, min(n, chunk))
 	pos := ino.blocksStart
 	for left := n; left > 0; {
 		k := min(left, chunk)
@@ -312,17 +347,18 @@ func (r *Reader) readBlockList(ino *Inode, c *metaCursor) error {
 			w := binary.LittleEndian.Uint32(buf[j*4:])
 			size := uint64(w & dataSizeMask)
 			if size > bs || w&^(dataSizeMask|dataUncompressed) != 0 {
-				return c.errorf("file inode %d block %d has size word %#x", ino.Number, uint64(len(ino.blockSizes)), w)
+				return c.errorf("file inode %d block %d has size word %#x", ino.Number, uint64(len(sizes)), w)
 			}
 			if pos+size > r.sb.BytesUsed {
-				return c.errorf("file inode %d block %d at %d+%d runs past the image end %d", ino.Number, uint64(len(ino.blockSizes)), pos, size, r.sb.BytesUsed)
+				return c.errorf("file inode %d block %d at %d+%d runs past the image end %d", ino.Number, uint64(len(sizes)), pos, size, r.sb.BytesUsed)
 			}
-			ino.blockSizes = append(ino.blockSizes, w)
-			ino.blockOffsets = append(ino.blockOffsets, pos)
+			sizes = append(sizes, w)
+			offsets = append(offsets, pos)
 			pos += size
 		}
 		left -= k
 	}
+	ino.blockSizes, ino.blockOffsets = sizes, offsets
 	return nil
 }
 

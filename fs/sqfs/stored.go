@@ -35,6 +35,9 @@ type StoredBlock struct {
 // FileBlocks lists the stored blocks a regular file's data comes from: its
 // full blocks (sparse ones omitted) and the fragment block holding its tail.
 func (r *Reader) FileBlocks(ino *Inode) ([]StoredBlock, error) {
+	if err := r.loadBlocks(ino); err != nil {
+		return nil, err
+	}
 	var out []StoredBlock
 	for i, w := range ino.blockSizes {
 		if w&dataSizeMask != 0 {

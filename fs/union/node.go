@@ -328,7 +328,9 @@ func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64
 		}
 		return nil, toErrno(err)
 	}
-	if off == 0 && n.top().e.Attr().Size <= pushMaxFile {
+	// Only bundles' files: they cannot change, so content stored in the
+	// kernel's cache ahead of time can never be stale.
+	if off == 0 && n.u.upper == nil && n.top().e.Attr().Size <= pushMaxFile {
 		n.u.readaheadSiblings(n)
 	}
 	return fuse.ReadResultData(dest[:k]), 0
