@@ -95,23 +95,16 @@ func (n *node) chownNew(ctx context.Context, name string) syscall.Errno {
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	n.u.copyMu.Lock()
-	defer n.u.copyMu.Unlock()
-	if _, errno := n.prepareNameLocked(name); errno != 0 {
-		return nil, nil, 0, errno
-	}
-	p := path.Join(n.path(), name)
-	fd, err := unix.Openat(n.u.changes.FD(), p, int(flags)|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, mode&0o7777)
-	if err != nil {
-		return nil, nil, 0, toErrno(err)
-	}
-	if errno := n.chownNew(ctx, name); errno != 0 {
-		unix.Close(fd)
-		return nil, nil, 0, errno
-	}
-	ch, errno := n.newUpperChild(ctx, name, out)
+	fd := -1
+	ch, errno := n.makeEntry(ctx, name, out, func(dirfd int, p string) error {
+		var err error
+		fd, err = unix.Openat(dirfd, p, int(flags)|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, mode&0o7777)
+		return err
+	})
 	if errno != 0 {
-		unix.Close(fd)
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 		return nil, nil, 0, errno
 	}
 	return ch, &handle{fd: fd}, fuse.FOPEN_KEEP_CACHE, 0
@@ -141,7 +134,12 @@ func (n *node) prepareNameLocked(name string) (bool, syscall.Errno) {
 	return w, 0
 }
 
-func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+// makeEntry creates name in directory n in the changes layer with mk
+// (given the changes directory's descriptor and the entry's path), owned
+// by the caller, and returns its node. A directory made where a deleted
+// one stood is made opaque, so that it does not show what the old one held
+// below.
+func (n *node) makeEntry(ctx context.Context, name string, out *fuse.EntryOut, mk func(dirfd int, p string) error) (*fs.Inode, syscall.Errno) {
 	n.u.copyMu.Lock()
 	defer n.u.copyMu.Unlock()
 	whiteout, errno := n.prepareNameLocked(name)
@@ -149,51 +147,34 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 		return nil, errno
 	}
 	p := path.Join(n.path(), name)
-	if err := unix.Mkdirat(n.u.changes.FD(), p, mode&0o7777); err != nil {
+	if err := mk(n.u.changes.FD(), p); err != nil {
 		return nil, toErrno(err)
 	}
 	if errno := n.chownNew(ctx, name); errno != 0 {
 		return nil, errno
 	}
-	if whiteout {
-		// A directory made where a deleted one stood must not show what
-		// the old one held below.
+	ch, errno := n.newUpperChild(ctx, name, out)
+	if errno == 0 && whiteout && ch.StableAttr().Mode == syscall.S_IFDIR {
 		if err := n.u.changes.MakeOpaque(p); err != nil {
 			return nil, toErrno(err)
 		}
 	}
-	return n.newUpperChild(ctx, name, out)
+	return ch, errno
+}
+
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return n.makeEntry(ctx, name, out, func(dirfd int, p string) error { return unix.Mkdirat(dirfd, p, mode&0o7777) })
 }
 
 func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	n.u.copyMu.Lock()
-	defer n.u.copyMu.Unlock()
-	if _, errno := n.prepareNameLocked(name); errno != 0 {
-		return nil, errno
-	}
 	major, minor := dev>>8&0xfff, dev&0xff|dev>>12&0xfff00
-	if err := unix.Mknodat(n.u.changes.FD(), path.Join(n.path(), name), mode, int(unix.Mkdev(major, minor))); err != nil {
-		return nil, toErrno(err)
-	}
-	if errno := n.chownNew(ctx, name); errno != 0 {
-		return nil, errno
-	}
-	return n.newUpperChild(ctx, name, out)
+	return n.makeEntry(ctx, name, out, func(dirfd int, p string) error {
+		return unix.Mknodat(dirfd, p, mode, int(unix.Mkdev(major, minor)))
+	})
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	n.u.copyMu.Lock()
-	defer n.u.copyMu.Unlock()
-	if _, errno := n.prepareNameLocked(name); errno != 0 {
-		return nil, errno
-	}
-	if err := unix.Symlinkat(target, n.u.changes.FD(), path.Join(n.path(), name)); err != nil {
-		return nil, toErrno(err)
-	}
-	if errno := n.chownNew(ctx, name); errno != 0 {
-		return nil, errno
-	}
-	return n.newUpperChild(ctx, name, out)
+	return n.makeEntry(ctx, name, out, func(dirfd int, p string) error { return unix.Symlinkat(target, dirfd, p) })
 }
 
 func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
