@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Writable union benchmarks (issue: changes layer): the same lowers for
+# every contender (an image of the tree plus a second bundle shadowing
+# src/net), changes on tmpfs, page cache dropped before the walks and the
+# read. Phases: walk; read all; cp -a of src/runtime inside the union;
+# append a line to 2,000 lower files (copy-up); rm -rf src/cmd; mv of a
+# lower directory (src/crypto); walk again. One run per contender, seconds.
+source "$(dirname "$0")/common.sh"
+lower=$(image zstd)
+shadow=$work/shadow-$block.sqfs
+if [[ ! -s $shadow ]]; then
+  rm -rf "$work/shadow"; mkdir -p "$work/shadow/src"
+  cp -a "$tree/src/net" "$work/shadow/src/net"
+  mksquashfs "$work/shadow" "$shadow" -comp zstd -b "$block" -noappend -no-progress -quiet >&2
+fi
+mnt=$work/wmnt l1=$work/l1 l2=$work/l2 up=/dev/shm/livefs-bench-upper wk=/dev/shm/livefs-bench-work
+mkdir -p "$mnt" "$l1" "$l2"
+contenders=${BENCH_CONTENDERS:-"kernel livefs fuse-overlayfs"}
+setup() {
+  rm -rf "$up" "$wk"; mkdir -p "$up" "$wk"
+  case $1 in
+    kernel)
+      mount -t squashfs -o loop,ro "$lower" "$l1"; mount -t squashfs -o loop,ro "$shadow" "$l2"
+      mount -t overlay overlay -o "lowerdir=$l2:$l1,upperdir=$up,workdir=$wk" "$mnt" ;;
+    livefs) "$livefs" mount --daemon --changes "$up" "$lower" "$shadow" "$mnt" ;;
+    fuse-overlayfs)
+      squashfuse_ll "$lower" "$l1"; squashfuse_ll "$shadow" "$l2"
+      fuse-overlayfs -o "lowerdir=$l2:$l1,upperdir=$up,workdir=$wk" "$mnt" ;;
+  esac
+}
+teardown() {
+  umount "$mnt"
+  case $1 in kernel|fuse-overlayfs) umount "$l2"; umount "$l1" ;; esac
+  rm -rf "$up" "$wk"
+}
+walk() { find "$mnt" -printf '%s %m %u %g %T@ %p\n' > /dev/null; }
+readall() { find "$mnt" -type f -print0 | xargs -0 -P2 cat > /dev/null; }
+cpdir() { cp -a "$mnt/src/runtime" "$mnt/runtime-copy"; }
+appendall() { find "$mnt/src" -type f | sort | head -2000 | while read -r f; do echo "appended" >> "$f"; done; }
+rmtree() { rm -rf "$mnt/src/cmd"; }
+mvdir() { mv "$mnt/src/crypto" "$mnt/crypto-moved"; }
+echo "tree: $tree + shadow bundle of src/net, zstd $block, changes on tmpfs, $(nproc) cores; seconds"
+echo
+echo "| contender | walk | read all | cp -a (runtime, $(find "$tree/src/runtime" | wc -l) entries) | append 2,000 | rm -rf (src/cmd, $(find "$tree/src/cmd" | wc -l) entries) | mv dir | walk again | total |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for who in $contenders; do
+  setup "$who"
+  drop_caches; t1=$(seconds walk)
+  drop_caches; t2=$(seconds readall)
+  t3=$(seconds cpdir)
+  t4=$(seconds appendall)
+  t5=$(seconds rmtree)
+  t6=$(seconds mvdir)
+  drop_caches; t7=$(seconds walk)
+  total=$(awk -v a="$t1" -v b="$t2" -v c="$t3" -v d="$t4" -v e="$t5" -v f="$t6" -v g="$t7" 'BEGIN {printf "%.3f", a+b+c+d+e+f+g}')
+  echo "| $who | $t1 | $t2 | $t3 | $t4 | $t5 | $t6 | $t7 | $total |"
+  teardown "$who"
+done
