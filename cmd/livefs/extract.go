@@ -4,14 +4,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"sort"
 	"time"
 
 	"github.com/livefs/livefs/fs/sqfs"
 	"github.com/livefs/livefs/internal/extract"
 )
-
-func sortStrings(s []string) { sort.Strings(s) }
 
 func init() {
 	var workers int

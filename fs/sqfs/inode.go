@@ -84,10 +84,10 @@ type Inode struct {
 	blocksStart  uint64
 	fragment     uint32 // noFragment when the tail is not in a fragment
 	fragOffset   uint32
-	Sparse       uint64   // bytes saved by sparse blocks (extended files)
-	blockCount   uint64   // full blocks, from the size (the list is read on first use)
-	listBlock    uint64   // where the block list starts in the inode table
-	listOff      int      //
+	Sparse       uint64 // bytes saved by sparse blocks (extended files)
+	blockCount   uint64 // full blocks, from the size (the list is read on first use)
+	listBlock    uint64 // where the block list starts in the inode table
+	listOff      int    //
 	blocksOnce   sync.Once
 	blocksErr    error
 	blockSizes   []uint32 // on-disk size words of the full blocks

@@ -12,7 +12,6 @@ import (
 	"encoding/binary"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 )
 
@@ -225,9 +224,6 @@ func (r *Reader) CompressorOptions() CompressorOptions { return r.opts }
 
 // Name returns the image's name as used in errors.
 func (r *Reader) Name() string { return r.name }
-
-// BaseName is the image's file name without directories.
-func (r *Reader) BaseName() string { return filepath.Base(r.name) }
 
 func (r *Reader) readFull(p []byte, off uint64) error {
 	if off > uint64(r.size) || uint64(len(p)) > uint64(r.size)-off {
