@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"sort"
 	"strings"
+
+	"github.com/livefs/livefs/initramfs/liveinit"
 )
 
 // command is one subcommand: its flags are defined by setup, run gets the
@@ -32,6 +35,16 @@ func usageErr(format string, args ...any) error {
 }
 
 func main() {
+	// The same binary is the live system's /init and /shutdown.
+	switch filepath.Base(os.Args[0]) {
+	case "init":
+		liveinit.Main()
+	case "shutdown":
+		if err := liveinit.Shutdown(os.Args[1:]); err != nil {
+			fmt.Fprintf(os.Stderr, "livefs shutdown: %v\n", err)
+		}
+		os.Exit(1)
+	}
 	// LIVEFS_CPUPROFILE=file writes a CPU profile of the command, for tuning.
 	if p := os.Getenv("LIVEFS_CPUPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil {

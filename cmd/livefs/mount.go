@@ -170,6 +170,9 @@ func serve(branches []string, mountpoint string, mo union.MountOptions, cacheByt
 		return fmt.Errorf("mounting at %s: %w", mountpoint, err)
 	}
 	ready(nil)
+	if strings.HasPrefix(os.Args[0], "@") {
+		serveRoot(changes, logger)
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
@@ -178,6 +181,26 @@ func serve(branches []string, mountpoint string, mo union.MountOptions, cacheByt
 	}()
 	server.Wait()
 	return nil
+}
+
+// serveRoot runs a server started as a root storage daemon (argv[0]
+// starting with '@', systemd's convention): it serves the running
+// system's root, which cannot be unmounted. The signals a shutdown sends
+// to every process are ignored; SIGUSR1, from the live system's shutdown,
+// flushes the changes layer and ends the server.
+func serveRoot(changes *cow.Changes, logger *log.Logger) {
+	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGPIPE)
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGUSR1)
+	<-stop
+	if changes != nil {
+		if err := changes.Sync(); err != nil {
+			logger.Printf("shutdown: %v", err)
+		}
+	}
+	// Exiting closes every descriptor on the medium and the FUSE device at
+	// once; a union Close could wait behind a request in flight.
+	os.Exit(0)
 }
 
 // readyReporter returns how to tell a waiting --daemon parent the outcome;

@@ -1,0 +1,194 @@
+// Package initramfs builds the initramfs that boots a live system from
+// livefs bundles: a compressed newc cpio holding the livefs binary as
+// /init (and /shutdown), and the kernel modules the init loads itself.
+// The init is package liveinit.
+package initramfs
+
+import (
+	"bytes"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/u-root/u-root/pkg/cpio"
+)
+
+// Options say what goes into an initramfs.
+type Options struct {
+	// KernelVersion is the release the modules are for (uname -r).
+	KernelVersion string
+	// ModulesDir is the kernel's modules directory; default
+	// /lib/modules/KernelVersion.
+	ModulesDir string
+	// Modules are loaded in addition to DefaultModules; each must exist.
+	Modules []string
+	// Binary is the livefs executable to ship; it must be statically
+	// linked (CGO_ENABLED=0), as nothing else is in the initramfs.
+	Binary string
+	// Shell, if set, is a static busybox shipped as /bin/busybox with
+	// /bin/sh: the init's rescue shell when the boot fails.
+	Shell string
+}
+
+// Report says what Build wrote.
+type Report struct {
+	Modules []string // in load order
+	Bytes   int64    // compressed size
+}
+
+// Layout of the initramfs, shared with the init.
+const (
+	InitPath     = "init"
+	ShutdownPath = "shutdown"
+)
+
+// Build writes the initramfs to w.
+func Build(w io.Writer, o Options) (*Report, error) {
+	if o.KernelVersion == "" {
+		return nil, errors.New("no kernel version given")
+	}
+	if o.ModulesDir == "" {
+		o.ModulesDir = filepath.Join("/lib/modules", o.KernelVersion)
+	}
+	binary, err := os.ReadFile(o.Binary)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkStatic(o.Binary, binary); err != nil {
+		return nil, err
+	}
+	idx, err := indexModules(o.ModulesDir)
+	if err != nil {
+		return nil, err
+	}
+	mods, err := idx.closure(o.Modules, DefaultModules)
+	if err != nil {
+		return nil, err
+	}
+	if len(mods) == 0 && !idx.builtin["fuse"] {
+		return nil, fmt.Errorf("%s: no fuse module and fuse is not built in", o.ModulesDir)
+	}
+
+	cw := &countingWriter{w: w}
+	zw, err := gzip.NewWriterLevel(cw, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	a := &archive{w: cpio.Newc.Writer(zw), dirs: map[string]bool{}}
+	a.dir("dev", 0o755)
+	a.add(cpio.CharDev("dev/console", 0o600, 5, 1))
+	a.add(cpio.CharDev("dev/null", 0o666, 1, 3))
+	for _, d := range []string{"proc", "sys", "run", "tmp"} {
+		a.dir(d, 0o755)
+	}
+	a.file(InitPath, binary, 0o755)
+	// The shutdown program is the same binary; a relative link keeps
+	// working once this root is moved to /run/initramfs.
+	a.add(cpio.Symlink(ShutdownPath, InitPath))
+	if o.Shell != "" {
+		busybox, err := os.ReadFile(o.Shell)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkStatic(o.Shell, busybox); err != nil {
+			return nil, err
+		}
+		a.file("bin/busybox", busybox, 0o755)
+		a.add(cpio.Symlink("bin/sh", "busybox"))
+	}
+
+	modRoot := path.Join("lib/modules", o.KernelVersion)
+	report := &Report{}
+	for _, m := range mods {
+		image, err := readModule(filepath.Join(o.ModulesDir, m.path))
+		if err != nil {
+			return nil, err
+		}
+		// Shipped uncompressed: the archive is compressed as a whole, and
+		// finit_module then loads the file as it is.
+		m.path = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m.path, ".xz"), ".zst"), ".gz")
+		a.file(path.Join(modRoot, m.path), image, 0o644)
+		report.Modules = append(report.Modules, m.name)
+	}
+	dep, softdep, alias := depLines(mods, idx)
+	a.file(path.Join(modRoot, "modules.dep"), []byte(dep), 0o644)
+	a.file(path.Join(modRoot, "modules.softdep"), []byte(softdep), 0o644)
+	a.file(path.Join(modRoot, "modules.alias"), []byte(alias), 0o644)
+	if a.err == nil {
+		a.err = cpio.WriteTrailer(a.w)
+	}
+	if a.err != nil {
+		return nil, a.err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	report.Bytes = cw.n
+	return report, nil
+}
+
+// checkStatic refuses a dynamically linked binary: the initramfs has no
+// loader or libraries for it.
+func checkStatic(name string, image []byte) error {
+	f, err := elf.NewFile(bytes.NewReader(image))
+	if err != nil {
+		return fmt.Errorf("%s: not an ELF executable: %w", name, err)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked; build livefs with CGO_ENABLED=0 for the initramfs", name)
+		}
+	}
+	return nil
+}
+
+// archive writes records, creating parent directories first as the
+// kernel's unpacker needs them.
+type archive struct {
+	w    cpio.RecordWriter
+	dirs map[string]bool
+	ino  uint64
+	err  error
+}
+
+func (a *archive) add(r cpio.Record) {
+	if a.err != nil {
+		return
+	}
+	if parent := path.Dir(r.Name); parent != "." && !a.dirs[parent] {
+		a.dir(parent, 0o755)
+	}
+	a.ino++
+	r.Ino = a.ino
+	r.NLink = 1
+	a.err = a.w.WriteRecord(r)
+}
+
+func (a *archive) dir(name string, mode uint64) {
+	if a.dirs[name] {
+		return
+	}
+	a.dirs[name] = true
+	a.add(cpio.Directory(name, mode))
+}
+
+func (a *archive) file(name string, data []byte, mode uint64) {
+	a.add(cpio.StaticRecord(data, cpio.Info{Name: name, Mode: cpio.S_IFREG | mode}))
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
