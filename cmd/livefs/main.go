@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -32,6 +33,13 @@ func usageErr(format string, args ...any) error {
 }
 
 func main() {
+	// mount(8) and umount(8) run the binary as their helper for fuse.livefs.
+	switch filepath.Base(os.Args[0]) {
+	case mountHelperName:
+		os.Exit(mountHelper(os.Args[1:], os.Stdout, os.Stderr))
+	case umountHelperName:
+		os.Exit(umountHelper(os.Args[1:], os.Stderr))
+	}
 	// LIVEFS_CPUPROFILE=file writes a CPU profile of the command, for tuning.
 	if p := os.Getenv("LIVEFS_CPUPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil {
@@ -123,7 +131,7 @@ func mainUsage(w io.Writer) {
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
 	for _, c := range sorted {
 		first, _, _ := strings.Cut(c.summary, "\n")
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, first)
+		fmt.Fprintf(w, "  %-14s %s\n", c.name, first)
 	}
 	fmt.Fprintln(w, "\nRun 'livefs help COMMAND' or 'livefs COMMAND -h' for details.")
 }
