@@ -9,25 +9,23 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // The livefs binary is also mount(8)'s helper for the type fuse.livefs,
-// called as /sbin/mount.fuse.livefs (and umount.fuse.livefs), with
-// overlayfs's option syntax:
+// called as /sbin/mount.fuse.livefs, with overlayfs's option syntax:
 //
 //	mount -t fuse.livefs livefs /mnt -o lowerdir=/top:/bottom.sb,upperdir=/u,workdir=/w
 //
 // mount(8) runs "mount.fuse.livefs SOURCE TARGET [-s] [-f] [-n] [-v]
-// [-o OPTIONS] [-t TYPE] [-N NAMESPACE]" and umount(8) runs
-// "umount.fuse.livefs TARGET [-n] [-l] [-f] [-v] [-r] [-t TYPE] [-N NAMESPACE]"
-// (util-linux libmount, exec_helper in context_mount.c and context_umount.c).
+// [-o OPTIONS] [-t TYPE] [-N NAMESPACE]" (util-linux libmount, exec_helper
+// in context_mount.c), also with -f (fake: do nothing).
+//
+// There is no umount.fuse.livefs: umount(8) finds a FUSE mount's type
+// with statfs, which says only "fuse", and so runs no livefs helper for an
+// absolute path. A plain umount therefore returns before the server has
+// exited (it does within milliseconds); livefs umount waits for it.
 
-const (
-	mountHelperName  = "mount.fuse.livefs"
-	umountHelperName = "umount.fuse.livefs"
-)
+const mountHelperName = "mount.fuse.livefs"
 
 // Exit statuses mount(8) documents for itself and its helpers.
 const (
@@ -264,56 +262,13 @@ func mountHelper(args []string, out, errOut io.Writer) int {
 	return 0
 }
 
-// umountHelper is main for umount.fuse.livefs: it unmounts and waits for
-// the server to exit, so that a plain umount(8) returns with the
-// branches' file systems free.
-func umountHelper(args []string, errOut io.Writer) int {
-	var target string
-	flags := 0
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; a {
-		case "-n", "-v", "-r":
-		case "-l":
-			flags |= unix.MNT_DETACH
-		case "-f":
-			flags |= unix.MNT_FORCE
-		case "-t", "-N":
-			if i+1 == len(args) {
-				fmt.Fprintf(errOut, "%s: %s needs an argument\n", umountHelperName, a)
-				return exitUsage
-			}
-			i++
-			if a == "-N" {
-				fmt.Fprintf(errOut, "%s: -N %s: unmounting in another mount namespace is not supported\n", umountHelperName, args[i])
-				return exitUsage
-			}
-		default:
-			if strings.HasPrefix(a, "-") || target != "" {
-				fmt.Fprintf(errOut, "%s: unexpected argument %q\nusage: %s MOUNTPOINT [-l] [-f]\n", umountHelperName, a, umountHelperName)
-				return exitUsage
-			}
-			target = a
-		}
-	}
-	if target == "" {
-		fmt.Fprintf(errOut, "usage: %s MOUNTPOINT [-l] [-f]\n", umountHelperName)
-		return exitUsage
-	}
-	if err := unmount(target, flags); err != nil {
-		fmt.Fprintf(errOut, "%s: %v\n", umountHelperName, err)
-		return exitMount
-	}
-	return 0
-}
-
 func init() {
 	var prefix string
 	var symlink, remove bool
 	register(&command{
 		name: "install-helper", args: "[--prefix DIR] [--symlink | --remove]",
-		summary: "Install livefs as mount(8)'s helper for the type fuse.livefs: PREFIX/sbin/mount.fuse.livefs\n" +
-			"(a copy of this binary, so that it works whatever happens to this file; --symlink links instead)\n" +
-			"and PREFIX/sbin/umount.fuse.livefs (a link to it, so that umount waits for the server to exit).\n" +
+		summary: "Install livefs as mount(8)'s helper for the type fuse.livefs: PREFIX/sbin/mount.fuse.livefs,\n" +
+			"a copy of this binary, so that it works at boot whatever happens to this file (--symlink links instead).\n" +
 			"Then: mount -t fuse.livefs livefs MNT -o lowerdir=TOP:BOTTOM[,upperdir=U,workdir=W], or in /etc/fstab:\n" +
 			"  livefs /mnt fuse.livefs lowerdir=/l1:/l2.sb,upperdir=/u,workdir=/w 0 0",
 		setup: func(fs *flag.FlagSet) {
@@ -332,15 +287,12 @@ func init() {
 
 func installHelper(prefix string, symlink, remove bool) error {
 	sbin := filepath.Join(prefix, "sbin")
-	mountPath, umountPath := filepath.Join(sbin, mountHelperName), filepath.Join(sbin, umountHelperName)
+	mountPath := filepath.Join(sbin, mountHelperName)
 	if remove {
-		var errs []error
-		for _, p := range []string{umountPath, mountPath} {
-			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
-			}
+		if err := os.Remove(mountPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
 		}
-		return errors.Join(errs...)
+		return nil
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -349,7 +301,7 @@ func installHelper(prefix string, symlink, remove bool) error {
 	if err := os.MkdirAll(sbin, 0o755); err != nil {
 		return err
 	}
-	// Build each under a temporary name and rename it into place, so that a
+	// Build it under a temporary name and rename it into place, so that a
 	// mount running meanwhile finds the old helper or the new one.
 	tmp := mountPath + ".livefs-new"
 	os.Remove(tmp)
@@ -365,16 +317,7 @@ func installHelper(prefix string, symlink, remove bool) error {
 		os.Remove(tmp)
 		return fmt.Errorf("installing %s: %w", mountPath, err)
 	}
-	tmp = umountPath + ".livefs-new"
-	os.Remove(tmp)
-	if err := os.Symlink(mountHelperName, tmp); err != nil {
-		return fmt.Errorf("installing %s: %w", umountPath, err)
-	}
-	if err := os.Rename(tmp, umountPath); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("installing %s: %w", umountPath, err)
-	}
-	fmt.Fprintf(stdout, "installed %s and %s\n", mountPath, umountPath)
+	fmt.Fprintf(stdout, "installed %s\n", mountPath)
 	return nil
 }
 

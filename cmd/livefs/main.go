@@ -33,12 +33,9 @@ func usageErr(format string, args ...any) error {
 }
 
 func main() {
-	// mount(8) and umount(8) run the binary as their helper for fuse.livefs.
-	switch filepath.Base(os.Args[0]) {
-	case mountHelperName:
+	// mount(8) runs the binary as its helper for fuse.livefs.
+	if filepath.Base(os.Args[0]) == mountHelperName {
 		os.Exit(mountHelper(os.Args[1:], os.Stdout, os.Stderr))
-	case umountHelperName:
-		os.Exit(umountHelper(os.Args[1:], os.Stderr))
 	}
 	// LIVEFS_CPUPROFILE=file writes a CPU profile of the command, for tuning.
 	if p := os.Getenv("LIVEFS_CPUPROFILE"); p != "" {

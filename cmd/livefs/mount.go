@@ -304,6 +304,7 @@ func unmount(mountpoint string, flags int) error {
 	lazy := flags&unix.MNT_DETACH != 0
 	srv := findServer(mountpoint)
 	defer srv.close()
+
 	var err error = syscall.EPERM
 	if os.Geteuid() == 0 {
 		err = unix.Unmount(mountpoint, flags)
