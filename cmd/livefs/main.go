@@ -35,7 +35,8 @@ func usageErr(format string, args ...any) error {
 }
 
 func main() {
-	// The same binary is the live system's /init and /shutdown.
+	// The same binary is the live system's /init and /shutdown, and
+	// mount(8)'s helper for fuse.livefs.
 	switch filepath.Base(os.Args[0]) {
 	case "init":
 		liveinit.Main()
@@ -44,6 +45,8 @@ func main() {
 			fmt.Fprintf(os.Stderr, "livefs shutdown: %v\n", err)
 		}
 		os.Exit(1)
+	case mountHelperName:
+		os.Exit(mountHelper(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	// LIVEFS_CPUPROFILE=file writes a CPU profile of the command, for tuning.
 	if p := os.Getenv("LIVEFS_CPUPROFILE"); p != "" {
@@ -136,7 +139,7 @@ func mainUsage(w io.Writer) {
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
 	for _, c := range sorted {
 		first, _, _ := strings.Cut(c.summary, "\n")
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, first)
+		fmt.Fprintf(w, "  %-14s %s\n", c.name, first)
 	}
 	fmt.Fprintln(w, "\nRun 'livefs help COMMAND' or 'livefs COMMAND -h' for details.")
 }

@@ -13,6 +13,9 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/livefs/livefs/fs/cow"
 	"github.com/livefs/livefs/fs/sqfs"
@@ -25,10 +28,10 @@ const daemonReadyEnv = "LIVEFS_DAEMON_READY_FD"
 
 func init() {
 	var daemon, debug, readOnly bool
-	var options, logFile, changesDir, whiteout string
+	var options, logFile, changesDir, workDir, whiteout, fsName string
 	var cacheMiB int64
 	register(&command{
-		name: "mount", args: "[--daemon] [--ro | --changes DIR] [-o OPTS] BRANCH... MOUNTPOINT",
+		name: "mount", args: "[--daemon] [--ro | --changes DIR [--workdir DIR]] [-o OPTS] BRANCH... MOUNTPOINT",
 		summary: "Serve branches (squashfs images or directories) as one union at MOUNTPOINT.\n" +
 			"The last branch is on top: livefs mount modules/*.sb /mnt. A name in a higher branch hides\n" +
 			"the same name below; directories merge unless opaque; aufs (.wh.*) and overlayfs (0/0 char\n" +
@@ -37,19 +40,22 @@ func init() {
 			"Runs in the foreground until SIGINT/SIGTERM or unmount; --daemon returns once the mount is live.",
 		setup: func(fs *flag.FlagSet) {
 			fs.BoolVar(&daemon, "daemon", false, "serve in the background; exit status says whether the mount worked")
-			fs.StringVar(&options, "o", "", "comma-separated mount options: allow_other, nosuid, nodev")
+			fs.StringVar(&options, "o", "", "comma-separated mount options: allow_other, nosuid, nodev, noexec, ro, rw")
 			fs.Int64Var(&cacheMiB, "cache", 0, "block cache per image in MiB (default 32)")
 			fs.BoolVar(&debug, "debug", false, "log every FUSE request")
 			fs.BoolVar(&readOnly, "ro", false, "read-only union: no changes layer")
 			fs.StringVar(&changesDir, "changes", "", "persistent changes directory (created if missing)")
 			fs.StringVar(&whiteout, "whiteout", "aufs", "whiteout format written to the changes layer: aufs or overlay")
+			fs.StringVar(&workDir, "workdir", "", "work directory of --changes, on its file system (default: .wh..wh.livefs inside it for aufs, the sibling .DIR.livefs-work for overlay)")
+			fs.StringVar(&fsName, "fsname", "livefs", "source name shown in /proc/mounts")
 			fs.StringVar(&logFile, "log", "", "append messages (damaged files, FUSE debug) to this file (default: standard error; none with --daemon)")
 		},
 		run: func(_ *flag.FlagSet, args []string) error {
 			if len(args) < 2 {
 				return usageErr("want at least one BRANCH and a MOUNTPOINT")
 			}
-			mo := union.MountOptions{Debug: debug}
+			mo := union.MountOptions{Debug: debug, FsName: fsName}
+			var noExec bool
 			for _, o := range strings.Split(options, ",") {
 				switch o {
 				case "":
@@ -59,18 +65,23 @@ func init() {
 					mo.NoSuid = true
 				case "nodev":
 					mo.NoDev = true
+				case "noexec":
+					noExec = true
 				case "ro":
 					readOnly = true
-				case "rw", "suid", "dev", "default_permissions":
+				case "rw", "suid", "dev", "exec", "default_permissions":
 				default:
 					return usageErr("unknown mount option %q", o)
 				}
 			}
 			if daemon && os.Getenv(daemonReadyEnv) == "" {
-				return startDaemon()
+				return startDaemon(os.Args[1:])
 			}
 			if readOnly && changesDir != "" {
 				return usageErr("--ro and --changes exclude each other")
+			}
+			if workDir != "" && changesDir == "" {
+				return usageErr("--workdir needs --changes")
 			}
 			format, err := cow.ParseFormat(whiteout)
 			if err != nil {
@@ -84,8 +95,8 @@ func init() {
 			switch {
 			case readOnly:
 			case changesDir != "":
-				work := ""
-				if format == cow.Overlay {
+				work := workDir
+				if work == "" && format == cow.Overlay {
 					work = filepath.Join(filepath.Dir(filepath.Clean(changesDir)), "."+filepath.Base(changesDir)+".livefs-work")
 				}
 				changes, err = cow.Open(changesDir, work, format)
@@ -96,7 +107,7 @@ func init() {
 				readyReporter()(err)
 				return err
 			}
-			return serve(args[:len(args)-1], args[len(args)-1], mo, cacheMiB<<20, logger, changes)
+			return serve(args[:len(args)-1], args[len(args)-1], mo, noExec, cacheMiB<<20, logger, changes)
 		},
 	})
 	register(&command{
@@ -106,7 +117,7 @@ func init() {
 			if len(args) != 1 {
 				return usageErr("want one MOUNTPOINT")
 			}
-			return unmount(args[0])
+			return unmount(args[0], 0)
 		},
 	})
 }
@@ -144,7 +155,7 @@ func openLog(path string) (*log.Logger, error) {
 	return log.New(f, "", log.LstdFlags), nil
 }
 
-func serve(branches []string, mountpoint string, mo union.MountOptions, cacheBytes int64, logger *log.Logger, changes *cow.Changes) (err error) {
+func serve(branches []string, mountpoint string, mo union.MountOptions, noExec bool, cacheBytes int64, logger *log.Logger, changes *cow.Changes) (err error) {
 	ready := readyReporter()
 	defer func() {
 		if err != nil {
@@ -163,16 +174,28 @@ func serve(branches []string, mountpoint string, mo union.MountOptions, cacheByt
 	debug.SetMemoryLimit(max(cacheBytes, sqfs.DefaultCacheBytes)*5/4 + 48<<20)
 	u := union.New(layers, union.Options{Logger: logger, Changes: changes})
 	mo.Logger = logger
-	defer u.Close()
-	mo.FsName = "livefs"
+	if mo.FsName == "" {
+		mo.FsName = "livefs"
+	}
 	server, err := union.Mount(mountpoint, u, mo)
 	if err != nil {
+		u.Close()
 		return fmt.Errorf("mounting at %s: %w", mountpoint, err)
 	}
-	ready(nil)
+	if noExec {
+		if err := remountNoExec(mountpoint, mo, changes == nil); err != nil {
+			server.Unmount()
+			server.Wait()
+			u.Close()
+			return err
+		}
+	}
 	if strings.HasPrefix(os.Args[0], "@") {
+		ready(nil)
 		serveRoot(changes, logger)
 	}
+	forget := recordServer(mountpoint, logger)
+	ready(nil)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
@@ -180,6 +203,30 @@ func serve(branches []string, mountpoint string, mo union.MountOptions, cacheByt
 		server.Unmount()
 	}()
 	server.Wait()
+	// Release every file held on the branches and the changes layer first
+	// (it also flushes and unlocks the changes layer): whoever unmounted
+	// may unmount those file systems next, and waits for this exit.
+	closeErr := u.Close()
+	forget()
+	return closeErr
+}
+
+// remountNoExec adds noexec to a live mount (the FUSE mount itself takes
+// only suid and dev), keeping its other per-mount flags.
+func remountNoExec(mountpoint string, mo union.MountOptions, readOnly bool) error {
+	flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_NOEXEC)
+	if readOnly {
+		flags |= unix.MS_RDONLY
+	}
+	if mo.NoSuid || os.Geteuid() != 0 {
+		flags |= unix.MS_NOSUID
+	}
+	if mo.NoDev || os.Geteuid() != 0 {
+		flags |= unix.MS_NODEV
+	}
+	if err := unix.Mount("", mountpoint, "", flags, ""); err != nil {
+		return fmt.Errorf("noexec: remounting %s: %w", mountpoint, err)
+	}
 	return nil
 }
 
@@ -228,9 +275,10 @@ func readyReporter() func(error) {
 	}
 }
 
-// startDaemon re-executes livefs in a new session with the same arguments
-// and waits until the child reports that the mount is live or failed.
-func startDaemon() error {
+// startDaemon re-executes livefs in a new session with args (a mount
+// command line) and waits until the child reports that the mount is live
+// or failed.
+func startDaemon(args []string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -239,7 +287,8 @@ func startDaemon() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(self, os.Args[1:]...)
+	cmd := exec.Command(self, args...)
+	cmd.Args[0] = "livefs" // not the helper's name, which would dispatch to the helper again
 	cmd.Env = append(os.Environ(), daemonReadyEnv+"=3")
 	cmd.ExtraFiles = []*os.File{pw}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -266,17 +315,38 @@ func startDaemon() error {
 	return errors.New(line)
 }
 
-func unmount(mountpoint string) error {
+// serverExitTimeout bounds how long an unmount waits for the server to
+// release its files and exit.
+const serverExitTimeout = 10 * time.Second
+
+// unmount unmounts a livefs mount (flags as umount2's) and waits (at most
+// serverExitTimeout) until its server has exited, so that the file
+// systems under its branches and changes directory can be unmounted right
+// after. A lazy unmount (MNT_DETACH) of a busy mount leaves the server
+// running until the last user goes: it is not waited for.
+func unmount(mountpoint string, flags int) error {
+	lazy := flags&unix.MNT_DETACH != 0
+	srv := findServer(mountpoint)
+	defer srv.close()
+
+	var err error = syscall.EPERM
 	if os.Geteuid() == 0 {
-		if err := syscall.Unmount(mountpoint, 0); err == nil {
-			return nil
-		} else if !errors.Is(err, syscall.EPERM) {
+		err = unix.Unmount(mountpoint, flags)
+		if err != nil && !errors.Is(err, syscall.EPERM) {
 			return fmt.Errorf("unmount %s: %w", mountpoint, err)
 		}
 	}
-	out, err := exec.Command("fusermount3", "-u", mountpoint).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("fusermount3 -u %s: %v: %s", mountpoint, err, strings.TrimSpace(string(out)))
+	if err != nil { // not root, or root without the right in this namespace
+		args := []string{"-u", mountpoint}
+		if lazy {
+			args = []string{"-u", "-z", mountpoint}
+		}
+		if out, err := exec.Command("fusermount3", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("fusermount3 -u %s: %v: %s", mountpoint, err, strings.TrimSpace(string(out)))
+		}
+	}
+	if !lazy && !srv.wait(serverExitTimeout) {
+		fmt.Fprintf(os.Stderr, "livefs: %s is unmounted, but its server (pid %d) has not exited after %v; the files it holds stay busy\n", mountpoint, srv.pid, serverExitTimeout)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -116,7 +117,43 @@ func Open(dir, work string, format Format) (*Changes, error) {
 			return nil, err
 		}
 	}
+	if err := c.removeStaleTemps(work); err != nil {
+		c.Close()
+		return nil, err
+	}
 	return c, nil
+}
+
+const tempPrefix = "copyup."
+
+// removeStaleTemps removes the copy-ups a killed server left half done in
+// the work directory (the lock says no one else is using them), and the
+// inode numbers it recorded for them, which new files may get.
+func (c *Changes) removeStaleTemps(work string) error {
+	f, err := os.Open(work)
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("%s: %w", work, err)
+	}
+	for _, n := range names {
+		if !strings.HasPrefix(n, tempPrefix) {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstatat(c.workFd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+			if err := c.ForgetIno(st.Ino); err != nil {
+				return err
+			}
+		}
+		if err := os.RemoveAll(filepath.Join(work, n)); err != nil {
+			return fmt.Errorf("removing an unfinished copy-up: %w", err)
+		}
+	}
+	return nil
 }
 
 // OpenRAM makes a private changes layer in RAM (under /dev/shm, else the
@@ -187,7 +224,7 @@ func (c *Changes) WorkFD() int { return c.workFd }
 
 // TempName returns a fresh name in the work directory.
 func (c *Changes) TempName() string {
-	return fmt.Sprintf("copyup.%d.%d", os.Getpid(), c.seq.Add(1))
+	return fmt.Sprintf("%s%d.%d", tempPrefix, os.Getpid(), c.seq.Add(1))
 }
 
 // Close releases the lock and the descriptors, and removes a RAM layer.
