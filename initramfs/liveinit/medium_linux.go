@@ -206,10 +206,11 @@ func checkPOSIX(dir string) error {
 	if err := os.WriteFile(probe, nil, 0o600); err != nil {
 		return err
 	}
-	if err := os.Chmod(probe, 0o4751); err != nil {
+	if err := unix.Chmod(probe, 0o4751); err != nil {
 		return err
 	}
-	if st, err := os.Stat(probe); err != nil || st.Mode()&os.ModeSetuid == 0 || st.Mode().Perm() != 0o751 {
+	var st unix.Stat_t
+	if err := unix.Stat(probe, &st); err != nil || st.Mode&0o7777 != 0o4751 {
 		return errors.New("modes are not kept")
 	}
 	if err := os.Lchown(probe, 1, 2); err != nil {

@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -105,6 +106,7 @@ t removed "$([ -e /etc/removed.txt ] && echo present || echo absent)"
 t rootcopy "$(cat /etc/rootcopy.txt 2>/dev/null || echo absent)"
 t setuid "$(stat -c %a /bin/setuid-probe)"
 t medium "$(grep -q ' /run/initramfs/memory/data ' /proc/mounts && echo mounted || echo unmounted)"
+rm -f /tmp/w1 /tmp/w2 /tmp/w3
 echo w > /tmp/w1 && mv /tmp/w1 /tmp/w2 && ln /tmp/w2 /tmp/w3 && rm /tmp/w2 && t write "$(cat /tmp/w3)"
 for a in $(cat /proc/cmdline); do case $a in test.do=*) do=${a#test.do=};; esac; done
 case $do in
@@ -139,7 +141,7 @@ func MakeMedium(dir, busybox string) error {
 			return err
 		}
 	}
-	os.Chmod(filepath.Join(core, "tmp"), 0o1777)
+	syscall.Chmod(filepath.Join(core, "tmp"), 0o1777)
 	os.Chmod(filepath.Join(core, "root"), 0o700)
 	data, err := os.ReadFile(busybox)
 	if err != nil {
@@ -177,7 +179,7 @@ func MakeMedium(dir, busybox string) error {
 			return err
 		}
 	}
-	if err := os.Chmod(filepath.Join(core, "bin", "setuid-probe"), 0o4755); err != nil {
+	if err := syscall.Chmod(filepath.Join(core, "bin", "setuid-probe"), 0o4755); err != nil { // os.Chmod wants os.ModeSetuid
 		return err
 	}
 	modules := filepath.Join(dir, "livefs", "modules")
