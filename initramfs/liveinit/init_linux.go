@@ -259,7 +259,7 @@ func (b *boot) changesWhere() string {
 	if b.changes == "/"+ramChanges {
 		return "in RAM"
 	}
-	return "kept in " + b.changes + " on the medium"
+	return "kept in " + strings.TrimPrefix(b.changes, "/"+mediumDir+"/") + " on " + b.medium
 }
 
 // uptime is the time since the kernel started, in seconds.
