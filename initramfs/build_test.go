@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
 	"github.com/u-root/u-root/pkg/cpio"
 	"github.com/ulikunitz/xz"
 
@@ -94,10 +95,21 @@ func staticBinary(t *testing.T) string {
 	return static
 }
 
-// readArchive returns the records of a gzip-compressed newc cpio by name.
-func readArchive(t *testing.T, data []byte) map[string]cpio.Record {
+// readArchive returns the records of a compressed newc cpio by name.
+func readArchive(t *testing.T, data []byte, compression string) map[string]cpio.Record {
 	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(data))
+	var zr io.Reader
+	var err error
+	switch compression {
+	case "gzip":
+		zr, err = gzip.NewReader(bytes.NewReader(data))
+	case "zstd":
+		zr, err = zstd.NewReader(bytes.NewReader(data))
+	case "lz4":
+		zr = lz4.NewReader(bytes.NewReader(data))
+	case "none":
+		zr = bytes.NewReader(data)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +165,10 @@ func TestBuild(t *testing.T) {
 	before("crc32c_intel", "jbd2")
 	before("virtio", "virtio_blk")
 
-	recs := readArchive(t, out.Bytes())
+	if report.Compression != "gzip" {
+		t.Errorf("compression %q without a kernel config: want gzip", report.Compression)
+	}
+	recs := readArchive(t, out.Bytes(), "gzip")
 	root := "lib/modules/9.9-test/"
 	for _, name := range []string{"init", "shutdown", "dev/console", root + "kernel/fs/ext4/ext4.ko", root + "kernel/lib/crc16.ko", root + "modules.dep", root + "modules.alias", root + "modules.softdep"} {
 		if _, ok := recs[name]; !ok {
@@ -187,6 +202,38 @@ func TestBuild(t *testing.T) {
 	}
 	if r := recs["shutdown"]; r.Mode&cpio.S_IFMT != cpio.S_IFLNK {
 		t.Errorf("shutdown is not a symlink to init")
+	}
+}
+
+func TestBuildCompressions(t *testing.T) {
+	dir := makeModules(t, []fakeModule{{"fs/fuse/fuse.ko", []string{"depends="}}})
+	static := staticBinary(t)
+	for _, c := range []string{"gzip", "zstd", "lz4", "none"} {
+		var out bytes.Buffer
+		if _, err := Build(&out, Options{KernelVersion: "9.9", ModulesDir: dir, Binary: static, Compression: c}); err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
+		if _, ok := readArchive(t, out.Bytes(), c)["lib/modules/9.9/kernel/fs/fuse/fuse.ko"]; !ok {
+			t.Errorf("%s: archive lacks fuse.ko", c)
+		}
+	}
+	if _, err := Build(io.Discard, Options{KernelVersion: "9.9", ModulesDir: dir, Binary: static, Compression: "bzip3"}); err == nil || !strings.Contains(err.Error(), `unknown compression "bzip3"`) {
+		t.Errorf("unknown compression: got %v", err)
+	}
+	// The kernel's config beside its modules picks the fastest unpacker.
+	for _, tt := range []struct{ config, want string }{
+		{"CONFIG_RD_GZIP=y\nCONFIG_RD_ZSTD=y\n", "zstd"},
+		{"CONFIG_RD_GZIP=y\nCONFIG_RD_LZ4=y\nCONFIG_RD_ZSTD=y\n", "lz4"},
+		{"CONFIG_RD_GZIP=y\n# CONFIG_RD_LZ4 is not set\n", "gzip"},
+	} {
+		root := t.TempDir()
+		mods := filepath.Join(root, "lib", "modules", "9.9")
+		os.MkdirAll(mods, 0o755)
+		os.MkdirAll(filepath.Join(root, "boot"), 0o755)
+		os.WriteFile(filepath.Join(root, "boot", "config-9.9"), []byte("\n"+tt.config), 0o644)
+		if got := fastestCompression(mods, "9.9"); got != tt.want {
+			t.Errorf("config %q: got %s, want %s", tt.config, got, tt.want)
+		}
 	}
 }
 

@@ -11,9 +11,9 @@ import (
 )
 
 func init() {
-	var out, kernel, modulesDir, modules, binary, shell string
+	var out, kernel, modulesDir, modules, binary, shell, compression string
 	register(&command{
-		name: "initramfs", args: "build -o FILE --kernel VERSION [--modules-dir DIR] [--modules LIST] [--binary PATH] [--shell BUSYBOX]",
+		name: "initramfs", args: "build -o FILE --kernel VERSION [--modules-dir DIR] [--modules LIST] [--binary PATH] [--shell BUSYBOX] [--compress gzip|lz4|zstd|none]",
 		summary: "Build the initramfs that boots a live system from livefs bundles.\n" +
 			"It holds this binary (static) as /init and /shutdown and the kernel modules the init loads:\n" +
 			"FUSE, disk, USB and CD drivers, ext4, FAT and ISO 9660, with their dependencies.",
@@ -24,6 +24,7 @@ func init() {
 			fs.StringVar(&modules, "modules", "", "comma-separated modules to add to the default set")
 			fs.StringVar(&binary, "binary", "", "the livefs binary to ship (default: this one; must be static)")
 			fs.StringVar(&shell, "shell", "", "a static busybox to ship as the rescue shell")
+			fs.StringVar(&compression, "compress", "", "gzip, lz4, zstd or none (default: the fastest to unpack that the kernel's config enables, else gzip)")
 		},
 		run: func(fs *flag.FlagSet, args []string) error {
 			if len(args) == 0 || args[0] != "build" {
@@ -46,7 +47,7 @@ func init() {
 				}
 				binary = self
 			}
-			o := initramfs.Options{KernelVersion: kernel, ModulesDir: modulesDir, Binary: binary, Shell: shell}
+			o := initramfs.Options{KernelVersion: kernel, ModulesDir: modulesDir, Binary: binary, Shell: shell, Compression: compression}
 			for _, m := range strings.Split(modules, ",") {
 				if m = strings.TrimSpace(m); m != "" {
 					o.Modules = append(o.Modules, m)
@@ -69,7 +70,7 @@ func init() {
 			if err := os.Rename(tmp.Name(), out); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "%s: %d bytes, %d modules: %s\n", out, report.Bytes, len(report.Modules), strings.Join(report.Modules, " "))
+			fmt.Fprintf(stdout, "%s: %d bytes (%s), %d modules: %s\n", out, report.Bytes, report.Compression, len(report.Modules), strings.Join(report.Modules, " "))
 			return nil
 		},
 	})
