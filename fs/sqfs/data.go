@@ -3,6 +3,7 @@ package sqfs
 import (
 	"encoding/binary"
 	"io"
+	"runtime"
 	"sync"
 	"syscall"
 )
@@ -59,7 +60,7 @@ func (r *Reader) dataBlock(pos uint64, w uint32, want int, what func() string) (
 			src := r.dataPool.get()
 			err := r.readFull(src[:size], pos)
 			if err == nil {
-				n, err = r.codec.decompress(out, src[:size])
+				n, err = decodeOnACore(func() (int, error) { return r.codec.decompress(out, src[:size]) })
 			}
 			r.dataPool.put(src)
 			if err != nil {
@@ -80,6 +81,18 @@ func (r *Reader) dataBlock(pos uint64, w uint32, want int, what func() string) (
 		return blockRef{}, r.corrupt(what(), "data block at %d decodes to %d bytes, want %d", pos, n, want)
 	}
 	return ref, err
+}
+
+// decodeSlots bounds the data blocks being decoded at once, across every
+// reader, to the cores: more decoders than cores would only be time-sliced
+// (preemption, and each switch evicting the codec's tables from the
+// caches), while waiting callers park cheaply.
+var decodeSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+func decodeOnACore(decode func() (int, error)) (int, error) {
+	decodeSlots <- struct{}{}
+	defer func() { <-decodeSlots }()
+	return decode()
 }
 
 // blockOf describes where block i of a file comes from.
