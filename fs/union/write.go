@@ -32,10 +32,24 @@ var (
 
 // handle is an open file of a writable union. fd is an open descriptor of
 // the file in the changes layer, or -1 for a file opened for reading only
-// (reads then follow the node, so they see a later copy-up).
+// while it is still below (reads then follow the node, so they see a later
+// copy-up).
 type handle struct {
 	fd      int
-	written bool
+	written bool // data went through Write (a sync on close then commits it)
+	// passthrough offers fd to the kernel as the backing file: reads and
+	// writes then bypass the server altogether.
+	passthrough bool
+	writable    bool
+	ctime       unix.Timespec // the file's ctime at open: a later one means passthrough writes
+}
+
+var _ = (fs.FilePassthroughFder)((*handle)(nil))
+
+// PassthroughFd offers the file in the changes layer to the kernel. go-fuse
+// asks once per inode and shares the backing file among its opens.
+func (h *handle) PassthroughFd() (int, bool) {
+	return h.fd, h.passthrough && h.fd >= 0
 }
 
 func (h *handle) close() {
@@ -47,11 +61,17 @@ func (h *handle) close() {
 
 const writeFlags = syscall.O_WRONLY | syscall.O_RDWR | syscall.O_TRUNC
 
+// openWritable opens a file of a writable union. The kernel puts each inode
+// in one I/O mode at a time: all its opens use passthrough or none do
+// (mixing fails the open with EIO). A file opened for reading while it is
+// still below is served through the page cache; until the last such handle
+// is released, the node's later opens are too, after a copy-up as well.
 func (n *node) openWritable(flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if flags&writeFlags == 0 {
-		return &handle{fd: -1}, fuse.FOPEN_KEEP_CACHE, 0
-	}
-	if err := n.u.copyUp(n); err != nil {
+		if h := n.openBelow(); h != nil {
+			return h, fuse.FOPEN_KEEP_CACHE, 0
+		}
+	} else if err := n.u.copyUp(n); err != nil {
 		return nil, 0, toErrno(err)
 	}
 	f := int(flags) &^ (syscall.O_CREAT | syscall.O_EXCL | syscall.O_NOCTTY)
@@ -59,7 +79,48 @@ func (n *node) openWritable(flags uint32) (fs.FileHandle, uint32, syscall.Errno)
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
-	return &handle{fd: fd}, fuse.FOPEN_KEEP_CACHE, 0
+	h := &handle{fd: fd, writable: flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0}
+	n.choosePassthrough(h)
+	return h, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// openBelow returns a handle that reads through the node, or nil if the
+// node is in the changes layer (or passthrough is off, where reads through
+// the node serve the changes layer as well).
+func (n *node) openBelow() *handle {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.u.passthrough.Load() && len(n.refs) > 0 && n.refs[0].b == n.u.upper {
+		return nil
+	}
+	n.cachedOpens++
+	return &handle{fd: -1}
+}
+
+// choosePassthrough decides h's I/O mode (see openWritable) and counts it.
+func (n *node) choosePassthrough(h *handle) {
+	n.mu.Lock()
+	if n.u.passthrough.Load() && n.cachedOpens == 0 {
+		h.passthrough = true
+	} else {
+		n.cachedOpens++
+	}
+	n.mu.Unlock()
+	if h.passthrough && h.writable && n.u.persistent() {
+		var st unix.Stat_t
+		if unix.Fstat(h.fd, &st) == nil {
+			h.ctime = st.Ctim
+		}
+	}
+}
+
+// released uncounts a handle the kernel has let go of.
+func (n *node) released(h *handle) {
+	n.mu.Lock()
+	if !h.passthrough {
+		n.cachedOpens--
+	}
+	n.mu.Unlock()
 }
 
 // callerOwner is who a new file belongs to: the caller, with the group of
@@ -107,7 +168,11 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		}
 		return nil, nil, 0, errno
 	}
-	return ch, &handle{fd: fd}, fuse.FOPEN_KEEP_CACHE, 0
+	h := &handle{fd: fd, writable: flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0}
+	if cn, ok := ch.Operations().(*node); ok {
+		cn.choosePassthrough(h)
+	}
+	return ch, h, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // prepareNameLocked readies name in directory n for a new entry, with
@@ -407,6 +472,7 @@ func (n *node) Write(ctx context.Context, f fs.FileHandle, data []byte, off int6
 		return 0, toErrno(err)
 	}
 	h.written = true
+	n.u.serverWrites.Add(1)
 	return uint32(k), 0
 }
 
@@ -419,6 +485,7 @@ func (n *node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall
 
 func (n *node) Release(ctx context.Context, f fs.FileHandle) syscall.Errno {
 	if h, ok := f.(*handle); ok {
+		n.released(h)
 		h.close()
 	}
 	return 0

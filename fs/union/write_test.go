@@ -24,6 +24,14 @@ import (
 // changes, and returns the mount point and a function that unmounts it.
 func mountWritable(t *testing.T, changes string, format cow.Format, lowers ...string) (string, func()) {
 	t.Helper()
+	mnt, _, unmount := mountWritableUnion(t, changes, format, union.MountOptions{}, lowers...)
+	return mnt, unmount
+}
+
+// mountWritableUnion is mountWritable with mount options, also returning
+// the union.
+func mountWritableUnion(t *testing.T, changes string, format cow.Format, mo union.MountOptions, lowers ...string) (string, *union.Union, func()) {
+	t.Helper()
 	sqfstest.RequireRoot(t)
 	var layers []union.Layer
 	for _, b := range lowers {
@@ -43,7 +51,7 @@ func mountWritable(t *testing.T, changes string, format cow.Format, lowers ...st
 	}
 	u := union.New(layers, union.Options{Changes: c})
 	mnt := t.TempDir()
-	server, err := union.Mount(mnt, u, union.MountOptions{})
+	server, err := union.Mount(mnt, u, mo)
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}
@@ -60,7 +68,7 @@ func mountWritable(t *testing.T, changes string, format cow.Format, lowers ...st
 		u.Close()
 	}
 	t.Cleanup(unmount)
-	return mnt, unmount
+	return mnt, u, unmount
 }
 
 // op is one file system operation applied to a root; it returns a result
