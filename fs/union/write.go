@@ -357,8 +357,12 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if n.u.upper == nil {
 		return syscall.EROFS
 	}
-	if flags&^unix.RENAME_NOREPLACE != 0 {
-		return syscall.EINVAL // RENAME_EXCHANGE and RENAME_WHITEOUT are not offered
+	switch flags {
+	case 0, unix.RENAME_NOREPLACE:
+	case unix.RENAME_EXCHANGE:
+		return n.exchange(name, np, newName)
+	default:
+		return syscall.EINVAL // RENAME_WHITEOUT is not offered
 	}
 	n.u.mu.RLock()
 	src, err := n.u.lookup(n.layers(), name)
@@ -400,25 +404,12 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if err := n.u.copyUp(np); err != nil {
 		return toErrno(err)
 	}
-	var child *node
-	if ci := n.GetChild(name); ci != nil {
-		child, _ = ci.Operations().(*node)
-	}
+	child := n.childNode(name)
 	srcPath := path.Join(n.path(), name)
 	n.u.copyMu.Lock()
 	defer n.u.copyMu.Unlock()
-	if srcDir {
-		if err := n.u.copyUpTree(src, srcPath); err != nil {
-			return toErrno(err)
-		}
-	} else if src[0].b != n.u.upper {
-		id := n.u.inoOf(src[0])
-		if child != nil {
-			id = child.id
-		}
-		if err := n.u.copyEntry(src[0], srcPath, id); err != nil {
-			return toErrno(err)
-		}
+	if err := n.u.moveUpLocked(src, srcPath, child); err != nil {
+		return toErrno(err)
 	}
 	c := n.u.changes
 	dstPath := path.Join(np.path(), newName)
@@ -446,20 +437,120 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		}
 	}
 	if child != nil {
-		// The entry now lives in the changes layer only; a moved directory
-		// was copied up whole.
-		e, err := n.u.upperLayer.stat(dstPath)
-		if err == nil {
-			child.mu.Lock()
-			child.refs = []layerRef{{n.u.upper, e}}
-			if child.r != nil {
-				child.r.Close()
-				child.r = nil
-			}
-			child.mu.Unlock()
-		}
+		n.u.renewMoved(child, dstPath)
 	}
 	return 0
+}
+
+// childNode returns the node of name in directory n if the kernel knows it.
+func (n *node) childNode(name string) *node {
+	if ci := n.GetChild(name); ci != nil {
+		c, _ := ci.Operations().(*node)
+		return c
+	}
+	return nil
+}
+
+// exchange swaps two names atomically (renameat2 RENAME_EXCHANGE). Both
+// entries are brought wholly into the changes layer first (directories
+// with their trees, as a plain rename of a directory does) and swapped
+// there; a directory that lands on a name the layers below also have is
+// made opaque, so that it does not merge with what is below. Both names
+// stay, so no whiteout is needed.
+func (n *node) exchange(name string, np *node, newName string) syscall.Errno {
+	n.u.mu.RLock()
+	a, err := n.u.lookup(n.layers(), name)
+	var b []layerRef
+	if err == nil {
+		b, err = n.u.lookup(np.layers(), newName)
+	}
+	n.u.mu.RUnlock()
+	if err != nil {
+		return toErrno(err)
+	}
+	if err := n.u.copyUp(n); err != nil {
+		return toErrno(err)
+	}
+	if err := n.u.copyUp(np); err != nil {
+		return toErrno(err)
+	}
+	childA, childB := n.childNode(name), np.childNode(newName)
+	pathA, pathB := path.Join(n.path(), name), path.Join(np.path(), newName)
+	n.u.copyMu.Lock()
+	defer n.u.copyMu.Unlock()
+	if err := n.u.moveUpLocked(a, pathA, childA); err != nil {
+		return toErrno(err)
+	}
+	if err := n.u.moveUpLocked(b, pathB, childB); err != nil {
+		return toErrno(err)
+	}
+	c := n.u.changes
+	if err := unix.Renameat2(c.FD(), pathA, c.FD(), pathB, unix.RENAME_EXCHANGE); err != nil {
+		return toErrno(err)
+	}
+	if b[0].e.Attr().IsDir() && n.lowerHas(name) {
+		if err := c.MakeOpaque(pathA); err != nil {
+			return toErrno(err)
+		}
+	}
+	if a[0].e.Attr().IsDir() && np.lowerHas(newName) {
+		if err := c.MakeOpaque(pathB); err != nil {
+			return toErrno(err)
+		}
+	}
+	if childA != nil {
+		n.u.renewMoved(childA, pathB)
+	}
+	if childB != nil {
+		n.u.renewMoved(childB, pathA)
+	}
+	return 0
+}
+
+// moveUpLocked brings the entry refs, at path p, wholly into the changes
+// layer before it is renamed there: a directory with its whole tree (what
+// is below stays at the old name), anything else by a copy-up that keeps
+// the inode number of its node (child, nil if the kernel has none). The
+// caller holds u.copyMu.
+func (u *Union) moveUpLocked(refs []layerRef, p string, child *node) error {
+	if refs[0].e.Attr().IsDir() {
+		return u.copyUpTree(refs, p)
+	}
+	if refs[0].b == u.upper {
+		return nil
+	}
+	id := u.inoOf(refs[0])
+	if child != nil {
+		id = child.id
+	}
+	return u.copyEntry(refs[0], p, id)
+}
+
+// renewMoved points a node moved to p in the changes layer, and every node
+// under it, at the changes layer alone: a moved directory was copied up
+// whole, and what is below its new name is hidden or absent. Without this,
+// a node under it would still name the old place below, and its copy-up
+// would collide with the copy already made.
+func (u *Union) renewMoved(n *node, p string) {
+	e, err := u.upperLayer.stat(p)
+	if err != nil {
+		return
+	}
+	n.mu.Lock()
+	n.refs = []layerRef{{u.upper, e}}
+	if n.r != nil {
+		n.r.Close()
+		n.r = nil
+	}
+	n.mu.Unlock()
+	if !e.Attr().IsDir() {
+		return
+	}
+	for name, ci := range n.Children() {
+		if c, ok := ci.Operations().(*node); ok {
+			u.renewMoved(c, path.Join(p, name))
+		}
+	}
 }
 
 func (n *node) Write(ctx context.Context, f fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
