@@ -76,6 +76,9 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 			DirectMount:  true,
 			Debug:        o.Debug,
 			Logger:       o.Logger,
+			// EnableLocks stays off: the kernel then keeps flock, POSIX and
+			// OFD locks itself, which is right for one mount (with it, go-fuse
+			// would forward them to handlers livefs does not have).
 			// Directories are listed without OPENDIR round trips.
 			ExtraCapabilities: fuse.CAP_NO_OPENDIR_SUPPORT,
 		},
