@@ -40,7 +40,7 @@ func init() {
 			"Runs in the foreground until SIGINT/SIGTERM or unmount; --daemon returns once the mount is live.",
 		setup: func(fs *flag.FlagSet) {
 			fs.BoolVar(&daemon, "daemon", false, "serve in the background; exit status says whether the mount worked")
-			fs.StringVar(&options, "o", "", "comma-separated mount options: allow_other, nosuid, nodev, noexec, ro, rw")
+			fs.StringVar(&options, "o", "", "comma-separated mount options: allow_other, nosuid, nodev, noexec, nopassthrough, ro, rw")
 			fs.Int64Var(&cacheMiB, "cache", 0, "block cache per image in MiB (default 32)")
 			fs.BoolVar(&debug, "debug", false, "log every FUSE request")
 			fs.BoolVar(&readOnly, "ro", false, "read-only union: no changes layer")
@@ -67,6 +67,8 @@ func init() {
 					mo.NoDev = true
 				case "noexec":
 					noExec = true
+				case "nopassthrough":
+					mo.NoPassthrough = true
 				case "ro":
 					readOnly = true
 				case "rw", "suid", "dev", "exec", "default_permissions":

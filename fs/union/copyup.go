@@ -7,6 +7,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -142,7 +143,9 @@ func (u *Union) copyData(src layerRef, tmp string, size uint64) error {
 		return err
 	}
 	defer r.Close()
-	buf := make([]byte, 1<<20)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	for off := int64(0); off < int64(size); {
 		n, err := r.ReadAt(buf[:min(int64(len(buf)), int64(size)-off)], off)
 		if n == 0 {
@@ -163,6 +166,10 @@ func (u *Union) copyData(src layerRef, tmp string, size uint64) error {
 	}
 	return unix.Fdatasync(fd)
 }
+
+// copyBufs recycles copy-up buffers: a fresh megabyte for each small file
+// copied up cost more in clearing it than the copy itself.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 func allZero(b []byte) bool {
 	for _, c := range b {

@@ -152,8 +152,7 @@ func (l *DirLayer) procPath(rel string) string {
 
 func (l *DirLayer) ListXattr(e Entry) ([]string, error) {
 	p := l.procPath(e.(*dirEntry).rel)
-	buf := make([]byte, 64<<10)
-	n, err := unix.Llistxattr(p, buf)
+	buf, err := xattrCall(func(b []byte) (int, error) { return unix.Llistxattr(p, b) })
 	if err != nil {
 		if errors.Is(err, unix.ENOTSUP) {
 			return nil, nil
@@ -161,7 +160,7 @@ func (l *DirLayer) ListXattr(e Entry) ([]string, error) {
 		return nil, err
 	}
 	var names []string
-	for _, s := range strings.Split(string(buf[:n]), "\x00") {
+	for _, s := range strings.Split(string(buf), "\x00") {
 		if s != "" {
 			names = append(names, s)
 		}
@@ -171,15 +170,35 @@ func (l *DirLayer) ListXattr(e Entry) ([]string, error) {
 
 func (l *DirLayer) GetXattr(e Entry, name string) ([]byte, error) {
 	p := l.procPath(e.(*dirEntry).rel)
-	buf := make([]byte, 64<<10)
-	n, err := unix.Lgetxattr(p, name, buf)
+	v, err := xattrCall(func(b []byte) (int, error) { return unix.Lgetxattr(p, name, b) })
 	if err != nil {
 		if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
 			return nil, ErrNoXattr
 		}
 		return nil, err
 	}
-	return buf[:n], nil
+	return v, nil
+}
+
+// xattrCall runs an xattr call with a small buffer first (most values and
+// lists are short, and these calls come with every lookup of the changes
+// layer), and with one of the size the kernel reports when that is short.
+func xattrCall(call func([]byte) (int, error)) ([]byte, error) {
+	var small [256]byte
+	n, err := call(small[:])
+	if err == nil {
+		return append([]byte(nil), small[:n]...), nil
+	}
+	for errors.Is(err, unix.ERANGE) {
+		if n, err = call(nil); err != nil {
+			return nil, err
+		}
+		buf := make([]byte, n+64) // room for a value grown in between
+		if n, err = call(buf); err == nil {
+			return buf[:n], nil
+		}
+	}
+	return nil, err
 }
 
 func (l *DirLayer) Statfs() (bytes, inodes uint64) {

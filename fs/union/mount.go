@@ -1,12 +1,14 @@
 package union
 
 import (
+	"fmt"
 	"log"
 	"os"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // MountOptions configure the FUSE mount.
@@ -23,6 +25,10 @@ type MountOptions struct {
 	// the branches cannot change behind its back (runtime branch changes
 	// invalidate explicitly). Default one hour.
 	CacheTimeout time.Duration
+	// NoPassthrough serves reads and writes of files in the changes layer
+	// through the server even where the kernel could do them directly
+	// (FUSE passthrough: Linux 6.9, CAP_SYS_ADMIN).
+	NoPassthrough bool
 	// Debug logs every FUSE request to Logger.
 	Debug  bool
 	Logger *log.Logger
@@ -70,6 +76,9 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 			DirectMount:  true,
 			Debug:        o.Debug,
 			Logger:       o.Logger,
+			// EnableLocks stays off: the kernel then keeps flock, POSIX and
+			// OFD locks itself, which is right for one mount (with it, go-fuse
+			// would forward them to handlers livefs does not have).
 			// Directories are listed without OPENDIR round trips.
 			ExtraCapabilities: fuse.CAP_NO_OPENDIR_SUPPORT,
 		},
@@ -83,5 +92,30 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 		server.Unmount()
 		return nil, err
 	}
+	if u.upper != nil && !o.NoPassthrough {
+		u.passthrough.Store(passthroughWorks(server, u.changes.WorkFD()))
+	}
 	return server, nil
+}
+
+// passthroughWorks tries to register a file on the changes layer's file
+// system as a passthrough backing file. That fails for an ordinary user
+// (EPERM), on kernels before 6.9, and where the changes layer is itself too
+// deeply stacked; reads and writes then go through the server.
+func passthroughWorks(server *fuse.Server, workFD int) bool {
+	fd, err := unix.Openat(workFD, ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		name := fmt.Sprintf("passthrough-probe.%d", os.Getpid())
+		if fd, err = unix.Openat(workFD, name, unix.O_CREAT|unix.O_RDWR|unix.O_CLOEXEC, 0o600); err != nil {
+			return false
+		}
+		unix.Unlinkat(workFD, name, 0)
+	}
+	defer unix.Close(fd)
+	id, errno := server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
+	if errno != 0 {
+		return false
+	}
+	server.UnregisterBackingFd(id)
+	return true
 }

@@ -30,6 +30,9 @@ type node struct {
 	pushed bool           // regular files: content already stored in the kernel's page cache
 	names  []string       // directories: the last listing, for cross-file readahead
 	index  map[string]int // directories: position of each name in names
+	// cachedOpens counts the open handles that go through the kernel's
+	// page cache (not passthrough); see openWritable.
+	cachedOpens int
 }
 
 var (
@@ -285,7 +288,16 @@ func (n *node) Flush(ctx context.Context, f fs.FileHandle) syscall.Errno {
 	if n.u.upper == nil {
 		return syscall.ENOSYS
 	}
-	if h, ok := f.(*handle); ok && h.written && h.fd >= 0 && n.u.persistent() {
+	h, ok := f.(*handle)
+	if !ok || h.fd < 0 || !n.u.persistent() {
+		return 0
+	}
+	if !h.written && h.passthrough && h.writable {
+		// Passthrough writes bypass Write: the ctime tells whether any came.
+		var st unix.Stat_t
+		h.written = unix.Fstat(h.fd, &st) != nil || st.Ctim != h.ctime
+	}
+	if h.written {
 		return toErrno(unix.Fdatasync(h.fd))
 	}
 	return 0

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/livefs/livefs/fs/cow"
@@ -58,6 +59,11 @@ type Union struct {
 	logged   map[string]bool
 
 	pushing chan struct{} // one cross-file readahead at a time
+
+	// passthrough is set by Mount when the kernel takes files of the
+	// changes layer as backing files of open files.
+	passthrough  atomic.Bool
+	serverWrites atomic.Uint64 // WRITE requests served, for tests
 }
 
 // New stacks layers; the last one is on top (as `livefs mount a.sb b.sb`

@@ -32,10 +32,24 @@ var (
 
 // handle is an open file of a writable union. fd is an open descriptor of
 // the file in the changes layer, or -1 for a file opened for reading only
-// (reads then follow the node, so they see a later copy-up).
+// while it is still below (reads then follow the node, so they see a later
+// copy-up).
 type handle struct {
 	fd      int
-	written bool
+	written bool // data went through Write (a sync on close then commits it)
+	// passthrough offers fd to the kernel as the backing file: reads and
+	// writes then bypass the server altogether.
+	passthrough bool
+	writable    bool
+	ctime       unix.Timespec // the file's ctime at open: a later one means passthrough writes
+}
+
+var _ = (fs.FilePassthroughFder)((*handle)(nil))
+
+// PassthroughFd offers the file in the changes layer to the kernel. go-fuse
+// asks once per inode and shares the backing file among its opens.
+func (h *handle) PassthroughFd() (int, bool) {
+	return h.fd, h.passthrough && h.fd >= 0
 }
 
 func (h *handle) close() {
@@ -47,11 +61,17 @@ func (h *handle) close() {
 
 const writeFlags = syscall.O_WRONLY | syscall.O_RDWR | syscall.O_TRUNC
 
+// openWritable opens a file of a writable union. The kernel puts each inode
+// in one I/O mode at a time: all its opens use passthrough or none do
+// (mixing fails the open with EIO). A file opened for reading while it is
+// still below is served through the page cache; until the last such handle
+// is released, the node's later opens are too, after a copy-up as well.
 func (n *node) openWritable(flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if flags&writeFlags == 0 {
-		return &handle{fd: -1}, fuse.FOPEN_KEEP_CACHE, 0
-	}
-	if err := n.u.copyUp(n); err != nil {
+		if h := n.openBelow(); h != nil {
+			return h, fuse.FOPEN_KEEP_CACHE, 0
+		}
+	} else if err := n.u.copyUp(n); err != nil {
 		return nil, 0, toErrno(err)
 	}
 	f := int(flags) &^ (syscall.O_CREAT | syscall.O_EXCL | syscall.O_NOCTTY)
@@ -59,7 +79,48 @@ func (n *node) openWritable(flags uint32) (fs.FileHandle, uint32, syscall.Errno)
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
-	return &handle{fd: fd}, fuse.FOPEN_KEEP_CACHE, 0
+	h := &handle{fd: fd, writable: flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0}
+	n.choosePassthrough(h)
+	return h, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// openBelow returns a handle that reads through the node, or nil if the
+// node is in the changes layer (or passthrough is off, where reads through
+// the node serve the changes layer as well).
+func (n *node) openBelow() *handle {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.u.passthrough.Load() && len(n.refs) > 0 && n.refs[0].b == n.u.upper {
+		return nil
+	}
+	n.cachedOpens++
+	return &handle{fd: -1}
+}
+
+// choosePassthrough decides h's I/O mode (see openWritable) and counts it.
+func (n *node) choosePassthrough(h *handle) {
+	n.mu.Lock()
+	if n.u.passthrough.Load() && n.cachedOpens == 0 {
+		h.passthrough = true
+	} else {
+		n.cachedOpens++
+	}
+	n.mu.Unlock()
+	if h.passthrough && h.writable && n.u.persistent() {
+		var st unix.Stat_t
+		if unix.Fstat(h.fd, &st) == nil {
+			h.ctime = st.Ctim
+		}
+	}
+}
+
+// released uncounts a handle the kernel has let go of.
+func (n *node) released(h *handle) {
+	n.mu.Lock()
+	if !h.passthrough {
+		n.cachedOpens--
+	}
+	n.mu.Unlock()
 }
 
 // callerOwner is who a new file belongs to: the caller, with the group of
@@ -107,7 +168,11 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		}
 		return nil, nil, 0, errno
 	}
-	return ch, &handle{fd: fd}, fuse.FOPEN_KEEP_CACHE, 0
+	h := &handle{fd: fd, writable: flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0}
+	if cn, ok := ch.Operations().(*node); ok {
+		cn.choosePassthrough(h)
+	}
+	return ch, h, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // prepareNameLocked readies name in directory n for a new entry, with
@@ -292,8 +357,12 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if n.u.upper == nil {
 		return syscall.EROFS
 	}
-	if flags&^unix.RENAME_NOREPLACE != 0 {
-		return syscall.EINVAL // RENAME_EXCHANGE and RENAME_WHITEOUT are not offered
+	switch flags {
+	case 0, unix.RENAME_NOREPLACE:
+	case unix.RENAME_EXCHANGE:
+		return n.exchange(name, np, newName)
+	default:
+		return syscall.EINVAL // RENAME_WHITEOUT is not offered
 	}
 	n.u.mu.RLock()
 	src, err := n.u.lookup(n.layers(), name)
@@ -335,25 +404,12 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if err := n.u.copyUp(np); err != nil {
 		return toErrno(err)
 	}
-	var child *node
-	if ci := n.GetChild(name); ci != nil {
-		child, _ = ci.Operations().(*node)
-	}
+	child := n.childNode(name)
 	srcPath := path.Join(n.path(), name)
 	n.u.copyMu.Lock()
 	defer n.u.copyMu.Unlock()
-	if srcDir {
-		if err := n.u.copyUpTree(src, srcPath); err != nil {
-			return toErrno(err)
-		}
-	} else if src[0].b != n.u.upper {
-		id := n.u.inoOf(src[0])
-		if child != nil {
-			id = child.id
-		}
-		if err := n.u.copyEntry(src[0], srcPath, id); err != nil {
-			return toErrno(err)
-		}
+	if err := n.u.moveUpLocked(src, srcPath, child); err != nil {
+		return toErrno(err)
 	}
 	c := n.u.changes
 	dstPath := path.Join(np.path(), newName)
@@ -381,20 +437,120 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		}
 	}
 	if child != nil {
-		// The entry now lives in the changes layer only; a moved directory
-		// was copied up whole.
-		e, err := n.u.upperLayer.stat(dstPath)
-		if err == nil {
-			child.mu.Lock()
-			child.refs = []layerRef{{n.u.upper, e}}
-			if child.r != nil {
-				child.r.Close()
-				child.r = nil
-			}
-			child.mu.Unlock()
-		}
+		n.u.renewMoved(child, dstPath)
 	}
 	return 0
+}
+
+// childNode returns the node of name in directory n if the kernel knows it.
+func (n *node) childNode(name string) *node {
+	if ci := n.GetChild(name); ci != nil {
+		c, _ := ci.Operations().(*node)
+		return c
+	}
+	return nil
+}
+
+// exchange swaps two names atomically (renameat2 RENAME_EXCHANGE). Both
+// entries are brought wholly into the changes layer first (directories
+// with their trees, as a plain rename of a directory does) and swapped
+// there; a directory that lands on a name the layers below also have is
+// made opaque, so that it does not merge with what is below. Both names
+// stay, so no whiteout is needed.
+func (n *node) exchange(name string, np *node, newName string) syscall.Errno {
+	n.u.mu.RLock()
+	a, err := n.u.lookup(n.layers(), name)
+	var b []layerRef
+	if err == nil {
+		b, err = n.u.lookup(np.layers(), newName)
+	}
+	n.u.mu.RUnlock()
+	if err != nil {
+		return toErrno(err)
+	}
+	if err := n.u.copyUp(n); err != nil {
+		return toErrno(err)
+	}
+	if err := n.u.copyUp(np); err != nil {
+		return toErrno(err)
+	}
+	childA, childB := n.childNode(name), np.childNode(newName)
+	pathA, pathB := path.Join(n.path(), name), path.Join(np.path(), newName)
+	n.u.copyMu.Lock()
+	defer n.u.copyMu.Unlock()
+	if err := n.u.moveUpLocked(a, pathA, childA); err != nil {
+		return toErrno(err)
+	}
+	if err := n.u.moveUpLocked(b, pathB, childB); err != nil {
+		return toErrno(err)
+	}
+	c := n.u.changes
+	if err := unix.Renameat2(c.FD(), pathA, c.FD(), pathB, unix.RENAME_EXCHANGE); err != nil {
+		return toErrno(err)
+	}
+	if b[0].e.Attr().IsDir() && n.lowerHas(name) {
+		if err := c.MakeOpaque(pathA); err != nil {
+			return toErrno(err)
+		}
+	}
+	if a[0].e.Attr().IsDir() && np.lowerHas(newName) {
+		if err := c.MakeOpaque(pathB); err != nil {
+			return toErrno(err)
+		}
+	}
+	if childA != nil {
+		n.u.renewMoved(childA, pathB)
+	}
+	if childB != nil {
+		n.u.renewMoved(childB, pathA)
+	}
+	return 0
+}
+
+// moveUpLocked brings the entry refs, at path p, wholly into the changes
+// layer before it is renamed there: a directory with its whole tree (what
+// is below stays at the old name), anything else by a copy-up that keeps
+// the inode number of its node (child, nil if the kernel has none). The
+// caller holds u.copyMu.
+func (u *Union) moveUpLocked(refs []layerRef, p string, child *node) error {
+	if refs[0].e.Attr().IsDir() {
+		return u.copyUpTree(refs, p)
+	}
+	if refs[0].b == u.upper {
+		return nil
+	}
+	id := u.inoOf(refs[0])
+	if child != nil {
+		id = child.id
+	}
+	return u.copyEntry(refs[0], p, id)
+}
+
+// renewMoved points a node moved to p in the changes layer, and every node
+// under it, at the changes layer alone: a moved directory was copied up
+// whole, and what is below its new name is hidden or absent. Without this,
+// a node under it would still name the old place below, and its copy-up
+// would collide with the copy already made.
+func (u *Union) renewMoved(n *node, p string) {
+	e, err := u.upperLayer.stat(p)
+	if err != nil {
+		return
+	}
+	n.mu.Lock()
+	n.refs = []layerRef{{u.upper, e}}
+	if n.r != nil {
+		n.r.Close()
+		n.r = nil
+	}
+	n.mu.Unlock()
+	if !e.Attr().IsDir() {
+		return
+	}
+	for name, ci := range n.Children() {
+		if c, ok := ci.Operations().(*node); ok {
+			u.renewMoved(c, path.Join(p, name))
+		}
+	}
 }
 
 func (n *node) Write(ctx context.Context, f fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
@@ -407,6 +563,7 @@ func (n *node) Write(ctx context.Context, f fs.FileHandle, data []byte, off int6
 		return 0, toErrno(err)
 	}
 	h.written = true
+	n.u.serverWrites.Add(1)
 	return uint32(k), 0
 }
 
@@ -419,6 +576,7 @@ func (n *node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall
 
 func (n *node) Release(ctx context.Context, f fs.FileHandle) syscall.Errno {
 	if h, ok := f.(*handle); ok {
+		n.released(h)
 		h.close()
 	}
 	return 0

@@ -24,6 +24,14 @@ import (
 // changes, and returns the mount point and a function that unmounts it.
 func mountWritable(t *testing.T, changes string, format cow.Format, lowers ...string) (string, func()) {
 	t.Helper()
+	mnt, _, unmount := mountWritableUnion(t, changes, format, union.MountOptions{}, lowers...)
+	return mnt, unmount
+}
+
+// mountWritableUnion is mountWritable with mount options, also returning
+// the union.
+func mountWritableUnion(t *testing.T, changes string, format cow.Format, mo union.MountOptions, lowers ...string) (string, *union.Union, func()) {
+	t.Helper()
 	sqfstest.RequireRoot(t)
 	var layers []union.Layer
 	for _, b := range lowers {
@@ -43,7 +51,7 @@ func mountWritable(t *testing.T, changes string, format cow.Format, lowers ...st
 	}
 	u := union.New(layers, union.Options{Changes: c})
 	mnt := t.TempDir()
-	server, err := union.Mount(mnt, u, union.MountOptions{})
+	server, err := union.Mount(mnt, u, mo)
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}
@@ -60,7 +68,7 @@ func mountWritable(t *testing.T, changes string, format cow.Format, lowers ...st
 		u.Close()
 	}
 	t.Cleanup(unmount)
-	return mnt, unmount
+	return mnt, u, unmount
 }
 
 // op is one file system operation applied to a root; it returns a result
@@ -116,7 +124,7 @@ func randomOps(rng *rand.Rand, n int) []op {
 		size := int64(rng.Intn(30))
 		mode := uint32([]int{0o600, 0o644, 0o755, 0o4755, 0o1777, 0o000}[rng.Intn(6)])
 		var o op
-		switch rng.Intn(17) {
+		switch rng.Intn(19) {
 		case 0:
 			o = op{"create " + p, func(r string) string {
 				return writeOp(filepath.Join(r, p), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, data, -1)
@@ -155,6 +163,11 @@ func randomOps(rng *rand.Rand, n int) []op {
 				}
 				return errStr(err)
 			}}
+		case 17:
+			// Short paths, so that both names exist often enough.
+			o = renameOp("exchange", names[rng.Intn(len(names))], randPath(), unix.RENAME_EXCHANGE)
+		case 18:
+			o = renameOp("rename-noreplace", p, q, unix.RENAME_NOREPLACE)
 		case 8:
 			o = op{"symlink " + p, func(r string) string { return errStr(unix.Symlink("target/"+q, filepath.Join(r, p))) }}
 		case 9:
@@ -193,6 +206,24 @@ func randomOps(rng *rand.Rand, n int) []op {
 		ops = append(ops, o)
 	}
 	return ops
+}
+
+// renameOp is renameat2 with flags. Like plain renames, those overlayfs
+// answers with EXDEV (directories from a lower layer) are left out, the
+// kernel going first.
+func renameOp(desc, p, q string, flags uint) op {
+	exdev := false
+	return op{desc + " " + p + " " + q, func(r string) string {
+		if exdev {
+			return "skipped"
+		}
+		err := unix.Renameat2(unix.AT_FDCWD, filepath.Join(r, p), unix.AT_FDCWD, filepath.Join(r, q), flags)
+		if errors.Is(err, unix.EXDEV) {
+			exdev = true
+			return "skipped"
+		}
+		return errStr(err)
+	}}
 }
 
 // comparable drops what the two implementations may rightly differ in:
@@ -345,7 +376,7 @@ func TestRenameLowerDir(t *testing.T) {
 			t.Fatalf("rename %s %s: %v", mv[0], mv[1], err)
 		}
 	}
-	check := func(when string) {
+	check := func(when string, want sqfstest.Tree) {
 		t.Helper()
 		for _, gone := range []string{"d", "e"} {
 			if _, err := os.Lstat(filepath.Join(mnt, gone)); !errors.Is(err, os.ErrNotExist) {
@@ -353,14 +384,28 @@ func TestRenameLowerDir(t *testing.T) {
 			}
 		}
 		after := sqfstest.SnapshotDir(t, filepath.Join(mnt, "dst"))
-		if diff := sqfstest.Diff(comparable(before), comparable(after), sqfstest.Fields{}); len(diff) > 0 {
+		if diff := sqfstest.Diff(comparable(want), comparable(after), sqfstest.Fields{}); len(diff) > 0 {
 			t.Errorf("%s: moved tree differs:\n%s", when, strings.Join(diff, "\n"))
 		}
 	}
-	check("after rename")
+	check("after rename", before)
+	// Changes under the moved tree through nodes the kernel knew before
+	// the move: they must land at the new place.
+	if err := os.WriteFile(filepath.Join(mnt, "dst/x/new"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "dst/x/y"), []byte("rewritten"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"dst/x/new": "new", "dst/x/y": "rewritten", "dst/x/w/v": "deeper"} {
+		if got, err := os.ReadFile(filepath.Join(mnt, p)); err != nil || string(got) != want {
+			t.Errorf("%s: got %q (%v), want %q", p, got, err, want)
+		}
+	}
+	changed := sqfstest.SnapshotDir(t, filepath.Join(mnt, "dst"))
 	unmount()
 	mnt, _ = mountWritable(t, changes, cow.Aufs, img)
-	check("after remount")
+	check("after remount", changed)
 }
 
 // TestChangesLocked: two livefs cannot serve one changes directory.

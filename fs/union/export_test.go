@@ -1,0 +1,8 @@
+package union
+
+// ServerWrites returns how many WRITE requests the server has served: the
+// kernel sends none for files open in passthrough mode.
+func ServerWrites(u *Union) uint64 { return u.serverWrites.Load() }
+
+// Passthrough reports whether Mount found passthrough to work.
+func Passthrough(u *Union) bool { return u.passthrough.Load() }
