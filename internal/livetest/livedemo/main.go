@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -21,8 +23,12 @@ import (
 func main() {
 	dir := flag.String("dir", "/tmp/livefs-demo", "work directory (kernel cache, initramfs, disk)")
 	interactive := flag.Bool("shell", term.IsTerminal(0), "give a shell on the live system's console")
+	boots := flag.Int("time", 0, "instead: boot N times and print a table of boot times (bench/boot.sh)")
 	flag.Parse()
-	if err := run(*dir, *interactive); err != nil {
+	if *boots > 0 {
+		*interactive = false
+	}
+	if err := run(*dir, *interactive, *boots); err != nil {
 		fmt.Fprintln(os.Stderr, "livedemo:", err)
 		os.Exit(1)
 	}
@@ -30,7 +36,7 @@ func main() {
 
 func step(format string, args ...any) { fmt.Printf("== "+format+"\n", args...) }
 
-func run(dir string, interactive bool) error {
+func run(dir string, interactive bool, timeBoots int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -76,6 +82,9 @@ func run(dir string, interactive bool) error {
 		_, err := boot("test.do=shell")
 		return err
 	}
+	if timeBoots > 0 {
+		return timeBoot(k, initrd, disk, timeBoots)
+	}
 	first, err := boot("test.do=write")
 	if err != nil {
 		return err
@@ -91,5 +100,38 @@ func run(dir string, interactive bool) error {
 	if second.Values["data"] != "intact" {
 		return fmt.Errorf("persistent changes were not kept")
 	}
+	return nil
+}
+
+// timeBoot boots n times (RAM changes) and prints, per boot, the kernel's
+// time to start /init and the init's time to /sbin/init, with the init's
+// steps (livefs.debug).
+func timeBoot(k *livetest.Kernel, initrd, disk string, n int) error {
+	runInit := regexp.MustCompile(`\[ *([0-9.]+)\] Run /init as init process`)
+	started := regexp.MustCompile(`starting /sbin/init ([0-9.]+) s after the kernel started`)
+	stepTime := regexp.MustCompile(`^livefs: ([a-z /,]+): ([0-9.]+m?s)$`)
+	fmt.Printf("| boot | kernel to /init (s) | kernel to /sbin/init (s) | init's steps |\n|---|---|---|---|\n")
+	for i := 1; i <= n; i++ {
+		m := &livetest.Machine{Kernel: k, Initrd: initrd, Disk: disk, Cmdline: "console=ttyS0 panic=-1 livefs.debug test.do=none"}
+		res, err := m.Boot()
+		if err != nil {
+			return err
+		}
+		var kinit, sinit string
+		if g := runInit.FindStringSubmatch(res.Console); g != nil {
+			kinit = g[1]
+		}
+		if g := started.FindStringSubmatch(res.Console); g != nil {
+			sinit = g[1]
+		}
+		var steps []string
+		for _, line := range strings.Split(res.Console, "\n") {
+			if g := stepTime.FindStringSubmatch(strings.TrimSpace(line)); g != nil {
+				steps = append(steps, g[1]+" "+g[2])
+			}
+		}
+		fmt.Printf("| %d | %s | %s | %s |\n", i, kinit, sinit, strings.Join(steps, "; "))
+	}
+	fmt.Printf("\nQEMU %s, 1 vCPU, 512 MiB; kernel %s\n", livetest.Accel(k), k.Version)
 	return nil
 }
