@@ -20,7 +20,6 @@ func findMedium(b *boot) error {
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		return err
 	}
-	fsTypes := blockFSTypes()
 	deadline := time.Now().Add(b.params.Wait)
 	seen := map[string]string{} // device: what was found there
 	for {
@@ -31,7 +30,7 @@ func findMedium(b *boot) error {
 			if _, done := seen[dev]; done {
 				continue
 			}
-			found, what := tryMedium(dev, spec, mnt, fsTypes)
+			found, what := tryMedium(dev, spec, mnt, b.modules)
 			seen[dev] = what
 			if found {
 				b.medium, b.fsType, b.tree = dev, what, filepath.Join(mnt, spec.Dir)
@@ -64,7 +63,7 @@ func findMedium(b *boot) error {
 
 // tryMedium mounts dev read-only and checks for the livefs tree; it leaves
 // it mounted when the tree is there. what describes the device.
-func tryMedium(dev string, spec MediumSpec, mnt string, fsTypes []string) (found bool, what string) {
+func tryMedium(dev string, spec MediumSpec, mnt string, mods *modules) (found bool, what string) {
 	if spec.Device != "" && spec.Device != dev {
 		return false, "not " + spec.Device
 	}
@@ -80,8 +79,15 @@ func tryMedium(dev string, spec MediumSpec, mnt string, fsTypes []string) (found
 	case spec.UUID != "" && (!ok || !strings.EqualFold(id.UUID, spec.UUID)):
 		return false, "UUID " + id.UUID
 	}
-	types := fsTypes
-	if ok && contains(fsTypes, id.Type) {
+	// The file system's module is loaded when a device has it (or, for
+	// one the probe does not know, every file system module).
+	if ok {
+		mods.loadFileSystem(id.Type)
+	} else {
+		mods.loadFileSystem("")
+	}
+	types := blockFSTypes()
+	if ok && contains(types, id.Type) {
 		types = []string{id.Type}
 	}
 	for _, t := range types {

@@ -129,7 +129,7 @@ func (m *modules) loadAll(names []string, b *boot) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := m.load(name); err != nil {
+			if err := m.load(name); err != nil && b != nil {
 				b.printf("module %s: %v", name, err)
 			}
 		}()
@@ -192,8 +192,40 @@ func deviceAliases() []string {
 	return out
 }
 
-// loadModules loads FUSE and the file systems, then the drivers of the
-// devices present; findMedium loads drivers for devices that come later.
+// fileSystemModules are the modules of each file system Identify knows;
+// FAT also needs the code pages and character sets it mounts with.
+var fileSystemModules = map[string][]string{
+	"ext4":    {"ext4"},
+	"vfat":    {"vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8"},
+	"iso9660": {"isofs"},
+}
+
+// loadFileSystem loads the modules of a file system type, or of every
+// file system in the initramfs for "".
+func (m *modules) loadFileSystem(fsType string) {
+	if m == nil {
+		return
+	}
+	names := fileSystemModules[fsType]
+	if fsType == "" {
+		for p := range m.deps {
+			if strings.HasPrefix(p, "kernel/fs/") {
+				names = append(names, moduleName(p))
+			}
+		}
+	}
+	var present []string
+	for _, n := range names {
+		if _, ok := m.byName[n]; ok {
+			present = append(present, n)
+		}
+	}
+	m.loadAll(present, nil)
+}
+
+// loadModules loads FUSE and the drivers of the devices present;
+// findMedium loads drivers for devices that come later and the medium's
+// file system.
 func loadModules(b *boot) error {
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
@@ -209,10 +241,8 @@ func loadModules(b *boot) error {
 		b.modules = m
 		m.debugf = b.debugf
 		names := m.forDevices()
-		for p := range m.deps {
-			if strings.HasPrefix(p, "kernel/fs/") {
-				names = append(names, moduleName(p))
-			}
+		if _, ok := m.byName["fuse"]; ok {
+			names = append(names, "fuse")
 		}
 		m.loadAll(names, b)
 	}
