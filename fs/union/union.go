@@ -172,7 +172,7 @@ func (u *Union) lookup(parent []layerRef, name string) ([]layerRef, error) {
 		return nil, syscall.ENOENT // whiteout files and markers are never shown
 	}
 	var out []layerRef
-	for _, pr := range parent {
+	for i, pr := range parent {
 		e, err := pr.b.layer.Lookup(pr.e, name)
 		if err != nil {
 			if !isNotExist(err) {
@@ -191,7 +191,9 @@ func (u *Union) lookup(parent []layerRef, name string) ([]layerRef, error) {
 			break // a non-directory below a directory is hidden by it
 		}
 		out = append(out, layerRef{pr.b, e})
-		if !a.IsDir() || u.opaque(pr.b, e) || whitedOut(pr.b, pr.e, name) {
+		// Opaque markers and whiteouts matter only to the layers below:
+		// the lowest layer (all of a one-bundle mount) need not be probed.
+		if i == len(parent)-1 || !a.IsDir() || u.opaque(pr.b, e) || whitedOut(pr.b, pr.e, name) {
 			break
 		}
 	}
