@@ -238,7 +238,7 @@ func TestCrashDuringWrites(t *testing.T) {
 				return cmd
 			}
 			rng := rand.New(rand.NewSource(1))
-			const iterations = 4
+			const iterations = 8
 			totalOps := 0
 			for it := 0; it <= iterations; it++ {
 				cmd := serve()

@@ -143,8 +143,11 @@ func (c *Changes) removeStaleTemps(work string) error {
 		if !strings.HasPrefix(n, tempPrefix) {
 			continue
 		}
+		// A new copy's inode record goes with it; a temporary hard link
+		// to a file (nlink 2 or more) shares its inode with a name that
+		// stays.
 		var st unix.Stat_t
-		if unix.Fstatat(c.workFd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		if unix.Fstatat(c.workFd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && (st.Nlink <= 1 || st.Mode&unix.S_IFMT == unix.S_IFDIR) {
 			if err := c.ForgetIno(st.Ino); err != nil {
 				return err
 			}
@@ -290,15 +293,19 @@ func (c *Changes) RemoveWhiteout(dir, name string) (bool, error) {
 
 // MakeOpaque marks directory dir as hiding the directories below it.
 func (c *Changes) MakeOpaque(dir string) error {
+	return c.makeOpaqueAt(c.fd, rel(dir))
+}
+
+func (c *Changes) makeOpaqueAt(dirfd int, p string) error {
 	switch c.Format {
 	case Overlay:
 		name := "user.overlay.opaque"
 		if c.Root {
 			name = "trusted.overlay.opaque"
 		}
-		return unix.Lsetxattr(c.procPath(dir), name, []byte("y"), 0)
+		return unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", dirfd, p), name, []byte("y"), 0)
 	default:
-		fd, err := unix.Openat(c.fd, filepath.Join(rel(dir), aufsOpaque), unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o444)
+		fd, err := unix.Openat(dirfd, filepath.Join(p, aufsOpaque), unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o444)
 		if err != nil {
 			return err
 		}
@@ -309,22 +316,7 @@ func (c *Changes) MakeOpaque(dir string) error {
 // ClearDir removes every whiteout and opaque marker left in an upper
 // directory that is empty as the union shows it, so that it can be removed.
 func (c *Changes) ClearDir(dir string) error {
-	fd, err := unix.Openat(c.fd, rel(dir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	f := os.NewFile(uintptr(fd), dir)
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		if err := unix.Unlinkat(c.fd, filepath.Join(rel(dir), n), 0); err != nil {
-			return fmt.Errorf("clearing %s/%s: %w", dir, n, err)
-		}
-	}
-	return nil
+	return clearDirAt(c.fd, rel(dir))
 }
 
 // procPath names an entry for path-only calls (xattrs) relative to the

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -210,15 +209,7 @@ func TestOpenBeforeCopyUp(t *testing.T) {
 	}
 
 	tmp := t.TempDir()
-	kmnt := filepath.Join(tmp, "kernel")
-	for _, d := range []string{kmnt, filepath.Join(tmp, "upper"), filepath.Join(tmp, "work")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sqfstest.Run(t, "mount", "-t", "overlay", "overlay", "-o",
-		fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, tmp, tmp), kmnt)
-	t.Cleanup(func() { exec.Command("umount", kmnt).Run() })
+	kmnt := mountKernelOverlay(t, tmp, lower)
 	want := sequence(t, kmnt)
 
 	for _, m := range mountModes {

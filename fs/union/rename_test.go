@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -70,15 +69,7 @@ func TestExchangeMatchesOverlayfs(t *testing.T) {
 	}
 	tmp := t.TempDir()
 	lower := writeLower(t, exchangeLower)
-	kmnt := filepath.Join(tmp, "kernel")
-	for _, d := range []string{kmnt, filepath.Join(tmp, "upper"), filepath.Join(tmp, "work")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sqfstest.Run(t, "mount", "-t", "overlay", "overlay", "-o",
-		fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, tmp, tmp), kmnt)
-	t.Cleanup(func() { exec.Command("umount", kmnt).Run() })
+	kmnt := mountKernelOverlay(t, tmp, lower)
 	kernel := make([]kernelStep, len(steps))
 	for i, o := range steps {
 		kernel[i] = kernelStep{o.do(kmnt), comparable(sqfstest.SnapshotDir(t, kmnt))}

@@ -146,13 +146,12 @@ func (n *node) newUpperChild(ctx context.Context, name string, out *fuse.EntryOu
 	return n.newChild(ctx, []layerRef{{n.u.upper, e}}, out), 0
 }
 
-func (n *node) chownNew(ctx context.Context, name string) syscall.Errno {
+// chownNew gives a new entry (p, relative to dirfd) to the caller.
+func (n *node) chownNew(ctx context.Context, dirfd int, p string) error {
 	if uid, gid, ok := n.callerOwner(ctx); ok {
-		if err := unix.Fchownat(n.u.changes.FD(), path.Join(n.path(), name), uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return toErrno(err)
-		}
+		return unix.Fchownat(dirfd, p, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
 	}
-	return 0
+	return nil
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
@@ -177,9 +176,8 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 
 // prepareNameLocked readies name in directory n for a new entry, with
 // u.copyMu held: n is copied up (which takes that lock itself, so it runs
-// with the lock let go), and a whiteout hiding a lower name is removed. It
-// reports whether there was one (a new directory must then hide what is
-// below).
+// with the lock let go). It reports whether a whiteout stands at name,
+// which the new entry must then replace.
 func (n *node) prepareNameLocked(name string) (bool, syscall.Errno) {
 	if n.u.upper == nil {
 		return false, syscall.EROFS
@@ -192,11 +190,36 @@ func (n *node) prepareNameLocked(name string) (bool, syscall.Errno) {
 			return false, toErrno(err)
 		}
 	}
-	w, err := n.u.changes.RemoveWhiteout(n.path(), name)
-	if err != nil {
-		return false, toErrno(err)
+	return n.u.changes.HasWhiteout(n.path(), name), 0
+}
+
+// placeNew makes name in directory n with mk (given a directory
+// descriptor and a path relative to it). Where a whiteout stands, the
+// entry is made in the work directory (a directory opaque, so that it does
+// not show what the deleted one held below) and takes the whiteout's place
+// in one step: a crash leaves the whiteout or the whole new entry.
+func (n *node) placeNew(name string, whiteout bool, mk func(dirfd int, p string) error) error {
+	c := n.u.changes
+	if !whiteout {
+		return mk(c.FD(), path.Join(n.path(), name))
 	}
-	return w, 0
+	tmp := c.TempName()
+	if err := mk(c.WorkFD(), tmp); err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	err := unix.Fstatat(c.WorkFD(), tmp, &st, unix.AT_SYMLINK_NOFOLLOW)
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	if err == nil && isDir {
+		err = c.MakeTempOpaque(tmp)
+	}
+	if err == nil {
+		err = c.ReplaceWhiteout(tmp, n.path(), name, isDir)
+	}
+	if err != nil {
+		c.RemoveTemp(tmp)
+	}
+	return err
 }
 
 // makeEntry creates name in directory n in the changes layer with mk
@@ -211,20 +234,16 @@ func (n *node) makeEntry(ctx context.Context, name string, out *fuse.EntryOut, m
 	if errno != 0 {
 		return nil, errno
 	}
-	p := path.Join(n.path(), name)
-	if err := mk(n.u.changes.FD(), p); err != nil {
+	err := n.placeNew(name, whiteout, func(dirfd int, p string) error {
+		if err := mk(dirfd, p); err != nil {
+			return err
+		}
+		return n.chownNew(ctx, dirfd, p)
+	})
+	if err != nil {
 		return nil, toErrno(err)
 	}
-	if errno := n.chownNew(ctx, name); errno != 0 {
-		return nil, errno
-	}
-	ch, errno := n.newUpperChild(ctx, name, out)
-	if errno == 0 && whiteout && ch.StableAttr().Mode == syscall.S_IFDIR {
-		if err := n.u.changes.MakeOpaque(p); err != nil {
-			return nil, toErrno(err)
-		}
-	}
-	return ch, errno
+	return n.newUpperChild(ctx, name, out)
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -255,11 +274,13 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	}
 	n.u.copyMu.Lock()
 	defer n.u.copyMu.Unlock()
-	if _, errno := n.prepareNameLocked(name); errno != 0 {
+	whiteout, errno := n.prepareNameLocked(name)
+	if errno != 0 {
 		return nil, errno
 	}
 	fd := n.u.changes.FD()
-	if err := unix.Linkat(fd, t.path(), fd, path.Join(n.path(), name), 0); err != nil {
+	err := n.placeNew(name, whiteout, func(dirfd int, p string) error { return unix.Linkat(fd, t.path(), dirfd, p, 0) })
+	if err != nil {
 		return nil, toErrno(err)
 	}
 	e, err := n.u.upperLayer.stat(path.Join(n.path(), name))
@@ -319,27 +340,24 @@ func (n *node) remove(ctx context.Context, name string, dir bool) syscall.Errno 
 	defer n.u.copyMu.Unlock()
 	p := path.Join(n.path(), name)
 	c := n.u.changes
-	if refs[0].b == n.u.upper {
-		if a := refs[0].e.Attr(); !dir && a.Nlink <= 1 {
-			c.ForgetIno(a.Ino) // its inode number may be reused
-		}
-		flags := 0
-		if dir {
-			if err := c.ClearDir(p); err != nil {
-				return toErrno(err)
-			}
-			flags = unix.AT_REMOVEDIR
-		}
-		if err := unix.Unlinkat(c.FD(), p, flags); err != nil {
+	lower := n.lowerHas(name)
+	if refs[0].b != n.u.upper {
+		return toErrno(c.Whiteout(n.path(), name))
+	}
+	if a := refs[0].e.Attr(); !dir && a.Nlink <= 1 {
+		c.ForgetIno(a.Ino) // its inode number may be reused
+	}
+	if lower {
+		return toErrno(c.ReplaceWithWhiteout(n.path(), name, dir))
+	}
+	flags := 0
+	if dir {
+		if err := c.ClearDir(p); err != nil {
 			return toErrno(err)
 		}
+		flags = unix.AT_REMOVEDIR
 	}
-	if n.lowerHas(name) {
-		if err := c.Whiteout(n.path(), name); err != nil {
-			return toErrno(err)
-		}
-	}
-	return 0
+	return toErrno(unix.Unlinkat(c.FD(), p, flags))
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
@@ -413,28 +431,23 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	}
 	c := n.u.changes
 	dstPath := path.Join(np.path(), newName)
+	dstLower := np.lowerHas(newName)
+	srcLower := n.lowerHas(name)
+	// A directory landing where the layers below have the name must not
+	// merge with it. Its tree is wholly in the changes layer by now, so it
+	// is marked opaque before the move, which then does all in one step.
+	if srcDir && dstLower {
+		if err := c.MakeOpaque(srcPath); err != nil {
+			return toErrno(err)
+		}
+	}
 	if dstErr == nil && dst[0].b == n.u.upper && dst[0].e.Attr().IsDir() {
 		if err := c.ClearDir(dstPath); err != nil {
 			return toErrno(err)
 		}
 	}
-	if _, err := c.RemoveWhiteout(np.path(), newName); err != nil {
+	if err := c.Rename(n.path(), name, np.path(), newName, srcDir, srcLower); err != nil {
 		return toErrno(err)
-	}
-	dstLower := np.lowerHas(newName)
-	srcLower := n.lowerHas(name)
-	if err := unix.Renameat(c.FD(), srcPath, c.FD(), dstPath); err != nil {
-		return toErrno(err)
-	}
-	if srcLower {
-		if err := c.Whiteout(n.path(), name); err != nil {
-			return toErrno(err)
-		}
-	}
-	if srcDir && dstLower {
-		if err := c.MakeOpaque(dstPath); err != nil {
-			return toErrno(err)
-		}
 	}
 	if child != nil {
 		n.u.renewMoved(child, dstPath)

@@ -283,15 +283,7 @@ func TestWritableMatchesOverlayfs(t *testing.T) {
 					branches = images
 				}
 				tmp := t.TempDir()
-				kmnt := filepath.Join(tmp, "kernel")
-				for _, d := range []string{kmnt, filepath.Join(tmp, "upper"), filepath.Join(tmp, "work")} {
-					if err := os.MkdirAll(d, 0o755); err != nil {
-						t.Fatal(err)
-					}
-				}
-				sqfstest.Run(t, "mount", "-t", "overlay", "overlay", "-o",
-					fmt.Sprintf("lowerdir=%s:%s,upperdir=%s/upper,workdir=%s/work", lowers[1], lowers[0], tmp, tmp), kmnt)
-				t.Cleanup(func() { exec.Command("umount", kmnt).Run() })
+				kmnt := mountKernelOverlay(t, tmp, lowers[1]+":"+lowers[0])
 				changes := filepath.Join(tmp, "changes")
 				fmnt, unmount := mountWritable(t, changes, format, branches...)
 
@@ -419,4 +411,21 @@ func TestChangesLocked(t *testing.T) {
 	if _, err := cow.Open(dir, "", cow.Aufs); !errors.Is(err, cow.ErrLocked) {
 		t.Errorf("second open: got %v, want ErrLocked", err)
 	}
+}
+
+// mountKernelOverlay mounts the kernel's overlayfs over lowerdir (in
+// overlayfs's syntax, highest first) with a fresh upper and work dir in
+// tmp, as the oracle the writable union is compared with.
+func mountKernelOverlay(t *testing.T, tmp, lowerdir string) string {
+	t.Helper()
+	kmnt := filepath.Join(tmp, "kernel")
+	for _, d := range []string{kmnt, filepath.Join(tmp, "upper"), filepath.Join(tmp, "work")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sqfstest.Run(t, "mount", "-t", "overlay", "overlay", "-o",
+		fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lowerdir, tmp, tmp), kmnt)
+	t.Cleanup(func() { exec.Command("umount", kmnt).Run() })
+	return kmnt
 }
