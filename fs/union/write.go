@@ -497,19 +497,22 @@ func (n *node) exchange(name string, np *node, newName string) syscall.Errno {
 	if err := n.u.moveUpLocked(b, pathB, childB); err != nil {
 		return toErrno(err)
 	}
+	// A directory landing on a name the layers below have must not merge
+	// with it; both trees are wholly in the changes layer now, so each is
+	// marked before the swap, which then does all in one step.
 	c := n.u.changes
-	if err := unix.Renameat2(c.FD(), pathA, c.FD(), pathB, unix.RENAME_EXCHANGE); err != nil {
-		return toErrno(err)
-	}
 	if b[0].e.Attr().IsDir() && n.lowerHas(name) {
-		if err := c.MakeOpaque(pathA); err != nil {
+		if err := c.MakeOpaque(pathB); err != nil {
 			return toErrno(err)
 		}
 	}
 	if a[0].e.Attr().IsDir() && np.lowerHas(newName) {
-		if err := c.MakeOpaque(pathB); err != nil {
+		if err := c.MakeOpaque(pathA); err != nil {
 			return toErrno(err)
 		}
+	}
+	if err := unix.Renameat2(c.FD(), pathA, c.FD(), pathB, unix.RENAME_EXCHANGE); err != nil {
+		return toErrno(err)
 	}
 	if childA != nil {
 		n.u.renewMoved(childA, pathB)
