@@ -19,13 +19,14 @@ type liveSystem struct {
 	initrd string // with a rescue shell
 	bare   string // without one: failures wait
 	disk   string
+	fat    string // the same medium on FAT32
 	dir    string
 }
 
 func buildLiveSystem(t *testing.T) *liveSystem {
 	t.Helper()
 	sqfstest.RequireRoot(t)
-	for _, tool := range []string{"qemu-system-x86_64", "mksquashfs", "mkfs.ext4", "apt-get", "apt-cache", "dpkg"} {
+	for _, tool := range []string{"qemu-system-x86_64", "mksquashfs", "mkfs.ext4", "mkfs.vfat", "mcopy", "apt-get", "apt-cache", "dpkg"} {
 		sqfstest.RequireTool(t, tool)
 	}
 	busybox := staticBusybox(t)
@@ -43,7 +44,7 @@ func buildLiveSystem(t *testing.T) *liveSystem {
 	}
 	dir := t.TempDir()
 	s := &liveSystem{kernel: k, dir: dir, initrd: filepath.Join(dir, "initrd.img"),
-		bare: filepath.Join(dir, "initrd-bare.img"), disk: filepath.Join(dir, "disk.img")}
+		bare: filepath.Join(dir, "initrd-bare.img"), disk: filepath.Join(dir, "disk.img"), fat: filepath.Join(dir, "fat.img")}
 	livefs := filepath.Join(dir, "livefs")
 	if err := livetest.BuildLivefs("..", livefs); err != nil {
 		t.Fatal(err)
@@ -66,6 +67,9 @@ func buildLiveSystem(t *testing.T) *liveSystem {
 	if err := livetest.MakeDisk(medium, s.disk); err != nil {
 		t.Fatal(err)
 	}
+	if err := livetest.MakeFATDisk(medium, s.fat); err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 
@@ -81,9 +85,9 @@ func staticBusybox(t *testing.T) string {
 	return p
 }
 
-func (s *liveSystem) boot(t *testing.T, cmdline string) *livetest.Result {
+func (s *liveSystem) boot(t *testing.T, disk, cmdline string) *livetest.Result {
 	t.Helper()
-	m := &livetest.Machine{Kernel: s.kernel, Initrd: s.initrd, Disk: s.disk,
+	m := &livetest.Machine{Kernel: s.kernel, Initrd: s.initrd, Disk: disk,
 		Cmdline: "console=ttyS0 panic=-1 " + cmdline}
 	res, err := m.Boot()
 	if err != nil {
@@ -113,19 +117,31 @@ func TestLiveBoot(t *testing.T) {
 	scenarios := []struct {
 		name, cmdline string
 		want          map[string]string
+		fat           bool   // boot from the FAT32 copy of the medium
+		console       string // a line the console must show
 	}{
-		{"ram changes: write", "test.do=write", map[string]string{"data": "written", "extra": "extra", "medium": "mounted"}},
-		{"ram changes: gone after reboot", "test.do=check", map[string]string{"data": "missing"}},
-		{"persistent changes: write", "livefs.changes=persistent test.do=write", map[string]string{"data": "written"}},
-		{"persistent changes: kept", "livefs.changes=persistent test.do=check", map[string]string{"data": "intact"}},
-		{"persistent changes: clean", "livefs.changes=persistent livefs.clean test.do=check", map[string]string{"data": "missing"}},
-		{"toram and noload", "livefs.toram livefs.noload=extra test.do=check", map[string]string{"extra": "absent", "medium": "unmounted", "removed": "present"}},
-		{"by label", "livefs.from=LABEL=LIVEFS test.do=check", map[string]string{"extra": "extra"}},
+		{"ram changes: write", "test.do=write", map[string]string{"data": "written", "extra": "extra", "medium": "mounted"}, false, ""},
+		{"ram changes: gone after reboot", "test.do=check", map[string]string{"data": "missing"}, false, ""},
+		{"persistent changes: write", "livefs.changes=persistent test.do=write", map[string]string{"data": "written"}, false, ""},
+		{"persistent changes: kept", "livefs.changes=persistent test.do=check", map[string]string{"data": "intact"}, false, ""},
+		{"persistent changes: clean", "livefs.changes=persistent livefs.clean test.do=check", map[string]string{"data": "missing"}, false, ""},
+		{"toram and noload", "livefs.toram livefs.noload=extra test.do=check", map[string]string{"extra": "absent", "medium": "unmounted", "removed": "present"}, false, ""},
+		{"by label", "livefs.from=LABEL=LIVEFS test.do=check", map[string]string{"extra": "extra"}, false, ""},
+		{"FAT medium: changes fall back to RAM", "livefs.from=LABEL=LIVEFAT livefs.changes=persistent test.do=check",
+			map[string]string{"extra": "extra", "data": "missing"}, true,
+			"livefs: changes are in RAM: /dev/vda (vfat) cannot hold a changes layer"},
 	}
 	var uptimes []float64
 	for _, sc := range scenarios {
 		if !t.Run(sc.name, func(t *testing.T) {
-			res := s.boot(t, sc.cmdline)
+			disk := s.disk
+			if sc.fat {
+				disk = s.fat
+			}
+			res := s.boot(t, disk, sc.cmdline)
+			if sc.console != "" && !strings.Contains(res.Console, sc.console) {
+				t.Errorf("console lacks %q", sc.console)
+			}
 			want := map[string]string{}
 			for k, v := range common {
 				want[k] = v

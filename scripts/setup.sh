@@ -4,7 +4,7 @@
 # anchors, FUSE, the codecs' reference tools, and for the live boot QEMU,
 # a static busybox for the guest and the medium's file system tools.
 set -euo pipefail
-need=(squashfs-tools squashfs-tools-ng squashfuse fuse3 fuse-overlayfs
+need=(squashfs-tools squashfs-tools-ng squashfuse fuse3 fuse-overlayfs mtools
       xz-utils zstd lz4 lzop gzip attr util-linux kmod hyperfine
       qemu-system-x86 busybox-static e2fsprogs dosfstools xorriso file gcc libc6-dev)
 missing=()

@@ -206,6 +206,27 @@ func MakeDisk(medium, image string) error {
 	return nil
 }
 
+// MakeFATDisk makes a FAT32 image of the medium tree with mkfs.vfat and
+// mtools (no loop mount). FAT holds no owners, modes or symlinks: the
+// bundles carry those, and persistent changes cannot live there.
+func MakeFATDisk(medium, image string) error {
+	if err := os.WriteFile(image, nil, 0o644); err != nil {
+		return err
+	}
+	if err := os.Truncate(image, 64<<20); err != nil {
+		return err
+	}
+	if out, err := exec.Command("mkfs.vfat", "-F", "32", "-n", "LIVEFAT", image).CombinedOutput(); err != nil {
+		return fmt.Errorf("mkfs.vfat: %v\n%s", err, out)
+	}
+	cmd := exec.Command("mcopy", "-s", "-i", image, filepath.Join(medium, "livefs"), "::/")
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("mcopy: %v\n%s", err, out)
+	}
+	return nil
+}
+
 // Machine is one QEMU boot.
 type Machine struct {
 	Kernel  *Kernel
