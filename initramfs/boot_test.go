@@ -113,6 +113,7 @@ func TestLiveBoot(t *testing.T) {
 		"setuid":    "4755",
 		"write":     "w",
 		"pid":       "1",
+		"optional":  "absent", // livefs/optional is loaded only when asked
 	}
 	scenarios := []struct {
 		name, cmdline string
@@ -126,7 +127,8 @@ func TestLiveBoot(t *testing.T) {
 		{"persistent changes: kept", "livefs.changes=persistent test.do=check", map[string]string{"data": "intact"}, false, ""},
 		{"persistent changes: clean", "livefs.changes=persistent livefs.clean test.do=check", map[string]string{"data": "missing"}, false, ""},
 		{"toram and noload", "livefs.toram livefs.noload=extra test.do=check", map[string]string{"extra": "absent", "medium": "unmounted", "removed": "present"}, false, ""},
-		{"by label", "livefs.from=LABEL=LIVEFS test.do=check", map[string]string{"extra": "extra"}, false, ""},
+		{"by label, with an optional bundle", "livefs.from=LABEL=LIVEFS livefs.load=optional test.do=check",
+			map[string]string{"extra": "extra", "optional": "optional"}, false, "livefs: root is the union of 3 bundles"},
 		{"FAT medium: changes fall back to RAM", "livefs.from=LABEL=LIVEFAT livefs.changes=persistent test.do=check",
 			map[string]string{"extra": "extra", "data": "missing"}, true,
 			"livefs: changes are in RAM: /dev/vda (vfat) cannot hold a changes layer"},

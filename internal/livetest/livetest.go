@@ -102,6 +102,7 @@ t root "$(awk '$2=="/"{t=$3} END{print t}' /proc/mounts)"
 t kernel-fs "$(grep -E 'overlay|aufs|squashfs' /proc/filesystems | awk '{print $NF}' | tr '\n' ' ')"
 t core "$(cat /etc/core.txt)"
 t extra "$(cat /etc/extra.txt 2>/dev/null || echo absent)"
+t optional "$(cat /etc/optional.txt 2>/dev/null || echo absent)"
 t removed "$([ -e /etc/removed.txt ] && echo present || echo absent)"
 t rootcopy "$(cat /etc/rootcopy.txt 2>/dev/null || echo absent)"
 t setuid "$(stat -c %a /bin/setuid-probe)"
@@ -131,10 +132,12 @@ exec /run/initramfs/shutdown poweroff
 
 // MakeMedium writes the tree of a boot medium into dir: livefs/modules
 // with 01-core.sb (busybox, GuestInit) and 02-extra.sb (adds
-// /etc/extra.txt, whites out /etc/removed.txt), and livefs/rootcopy.
+// /etc/extra.txt, whites out /etc/removed.txt), livefs/optional with
+// 03-optional.sb (adds /etc/optional.txt), and livefs/rootcopy.
 func MakeMedium(dir, busybox string) error {
 	core := filepath.Join(dir, ".build", "core")
 	extra := filepath.Join(dir, ".build", "extra")
+	optional := filepath.Join(dir, ".build", "optional")
 	defer os.RemoveAll(filepath.Join(dir, ".build"))
 	for _, d := range []string{"bin", "sbin", "etc", "proc", "sys", "dev", "run", "tmp", "root"} {
 		if err := os.MkdirAll(filepath.Join(core, d), 0o755); err != nil {
@@ -169,6 +172,7 @@ func MakeMedium(dir, busybox string) error {
 		filepath.Join(core, "bin", "setuid-probe"):                      {"", 0o755},
 		filepath.Join(extra, "etc", "extra.txt"):                        {"extra\n", 0o644},
 		filepath.Join(extra, "etc", ".wh.removed.txt"):                  {"", 0o644},
+		filepath.Join(optional, "etc", "optional.txt"):                  {"optional\n", 0o644},
 		filepath.Join(dir, "livefs", "rootcopy", "etc", "rootcopy.txt"): {"rootcopy\n", 0o644},
 	}
 	for name, f := range files {
@@ -183,14 +187,21 @@ func MakeMedium(dir, busybox string) error {
 		return err
 	}
 	modules := filepath.Join(dir, "livefs", "modules")
-	if err := os.MkdirAll(modules, 0o755); err != nil {
-		return err
+	optionalDir := filepath.Join(dir, "livefs", "optional")
+	for _, d := range []string{modules, optionalDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
 	}
-	for _, b := range []struct{ src, name, comp string }{{core, "01-core.sb", "xz"}, {extra, "02-extra.sb", "gzip"}} {
-		out, err := exec.Command("mksquashfs", b.src, filepath.Join(modules, b.name), "-comp", b.comp,
+	for _, b := range []struct{ src, dst, comp string }{
+		{core, filepath.Join(modules, "01-core.sb"), "xz"},
+		{extra, filepath.Join(modules, "02-extra.sb"), "gzip"},
+		{optional, filepath.Join(optionalDir, "03-optional.sb"), "zstd"},
+	} {
+		out, err := exec.Command("mksquashfs", b.src, b.dst, "-comp", b.comp,
 			"-all-root", "-noappend", "-quiet", "-no-progress").CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("mksquashfs %s: %v\n%s", b.name, err, out)
+			return fmt.Errorf("mksquashfs %s: %v\n%s", b.dst, err, out)
 		}
 	}
 	return nil
