@@ -213,6 +213,9 @@ func pivotIntoUnion(b *boot) error {
 	if _, err := os.Stat(init); err != nil {
 		return fmt.Errorf("no %s in the union of %s: %w", b.params.Init, strings.Join(b.bundles, ", "), err)
 	}
+	// The initramfs's modules stay in RAM until shutdown otherwise; the
+	// system loads its own from here on.
+	os.RemoveAll("/lib/modules")
 	// /run is a tmpfs on every modern system; mounting it here keeps the
 	// old root's mount point out of the changes layer.
 	run := filepath.Join(union, "run")
