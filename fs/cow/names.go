@@ -172,3 +172,54 @@ func (c *Changes) removeAufsWhiteout(dir, name string) error {
 	}
 	return err
 }
+
+// RenameOverDir moves directory srcDir/srcName onto dstDir/dstName, an
+// existing directory of the changes layer that looks empty in the union
+// but holds whiteouts (and perhaps an opaque marker), which rename(2)
+// will not replace. Its whiteouts must not go before it does, or a crash
+// in between would show what they hide.
+func (c *Changes) RenameOverDir(srcDir, srcName, dstDir, dstName string, srcLower bool) error {
+	src, dst := filepath.Join(rel(srcDir), srcName), filepath.Join(rel(dstDir), dstName)
+	if c.Format == Overlay {
+		// As overlayfs does: swap in an empty opaque directory first, then
+		// rename onto it.
+		var st unix.Stat_t
+		if err := unix.Fstatat(c.fd, dst, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+		tmp := c.TempName()
+		if err := unix.Mkdirat(c.workFd, tmp, st.Mode&0o7777); err != nil {
+			return err
+		}
+		err := unix.Fchownat(c.workFd, tmp, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil {
+			err = c.makeOpaqueAt(c.workFd, tmp)
+		}
+		if err == nil {
+			err = unix.Renameat2(c.workFd, tmp, c.fd, dst, unix.RENAME_EXCHANGE)
+		}
+		if rerr := c.RemoveTemp(tmp); err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return err
+		}
+		return c.Rename(srcDir, srcName, dstDir, dstName, true, srcLower)
+	}
+	// aufs form: an opaque marker is a file, so no empty stand-in exists.
+	// Swap the two; until the old destination is gone from the source's
+	// place, the source shows as an empty directory (with its whiteout
+	// made first, nothing below it shows through).
+	if srcLower {
+		if err := c.Whiteout(srcDir, srcName); err != nil {
+			return err
+		}
+	}
+	if err := unix.Renameat2(c.fd, src, c.fd, dst, unix.RENAME_EXCHANGE); err != nil {
+		if srcLower {
+			c.removeAufsWhiteout(srcDir, srcName)
+		}
+		return err
+	}
+	return removeEntry(c.fd, src, true)
+}

@@ -141,3 +141,46 @@ func TestNameChanges(t *testing.T) {
 		})
 	}
 }
+
+// TestRenameOverDir: a directory moved onto a directory that holds only
+// whiteouts replaces it, whatever the source leaves behind.
+func TestRenameOverDir(t *testing.T) {
+	sqfstest.RequireRoot(t)
+	for _, format := range []Format{Aufs, Overlay} {
+		for _, srcLower := range []bool{false, true} {
+			base := t.TempDir()
+			dir, work := filepath.Join(base, "changes"), ""
+			if format == Overlay {
+				work = filepath.Join(base, "work")
+			}
+			c, err := Open(dir, work, format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.MkdirAll(filepath.Join(dir, "src"), 0o755)
+			os.WriteFile(filepath.Join(dir, "src", "content"), []byte("x"), 0o644)
+			os.MkdirAll(filepath.Join(dir, "dst"), 0o700)
+			if err := c.Whiteout("dst", "hidden"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.MakeOpaque("dst"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.RenameOverDir("", "src", "", "dst", srcLower); err != nil {
+				t.Fatalf("format %d, srcLower %v: %v", format, srcLower, err)
+			}
+			got := listing(t, filepath.Join(dir, "dst"))
+			if !equal(got, []string{"content:f"}) {
+				t.Errorf("format %d, srcLower %v: dst holds %v, want the source's content", format, srcLower, got)
+			}
+			_, serr := os.Lstat(filepath.Join(dir, "src"))
+			switch {
+			case srcLower && !c.HasWhiteout("", "src"):
+				t.Errorf("format %d: no whiteout at the source", format)
+			case !srcLower && (c.HasWhiteout("", "src") || serr == nil):
+				t.Errorf("format %d: the source is still there (%v) or whited out", format, serr)
+			}
+			c.Close()
+		}
+	}
+}

@@ -442,11 +442,11 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		}
 	}
 	if dstErr == nil && dst[0].b == n.u.upper && dst[0].e.Attr().IsDir() {
-		if err := c.ClearDir(dstPath); err != nil {
-			return toErrno(err)
-		}
+		err = c.RenameOverDir(n.path(), name, np.path(), newName, srcLower)
+	} else {
+		err = c.Rename(n.path(), name, np.path(), newName, srcDir, srcLower)
 	}
-	if err := c.Rename(n.path(), name, np.path(), newName, srcDir, srcLower); err != nil {
+	if err != nil {
 		return toErrno(err)
 	}
 	if child != nil {

@@ -343,6 +343,14 @@ func TestWritableMatchesOverlayfs(t *testing.T) {
 // them up whole, as aufs does), and the result survives a remount.
 func TestRenameLowerDir(t *testing.T) {
 	sqfstest.RequireRoot(t)
+	for _, format := range []cow.Format{cow.Aufs, cow.Overlay} {
+		t.Run(fmt.Sprint(format), func(t *testing.T) { testRenameLowerDir(t, format) })
+	}
+}
+
+// testRenameLowerDir moves a bundle directory twice, the second time onto
+// a directory that holds only a whiteout.
+func testRenameLowerDir(t *testing.T, format cow.Format) {
 	lower := filepath.Join(t.TempDir(), "lower")
 	for p, data := range map[string]string{
 		"d/x/y": "deep", "d/z": "top", "d/x/w/v": "deeper", "dst/old": "hidden after rename",
@@ -357,7 +365,7 @@ func TestRenameLowerDir(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "lower.sb")
 	sqfstest.Mksquashfs(t, lower, img, "-comp", "zstd")
 	changes := filepath.Join(t.TempDir(), "changes")
-	mnt, unmount := mountWritable(t, changes, cow.Aufs, img)
+	mnt, unmount := mountWritable(t, changes, format, img)
 	before := sqfstest.SnapshotDir(t, filepath.Join(mnt, "d"))
 	if err := os.Remove(filepath.Join(mnt, "dst/old")); err != nil {
 		t.Fatal(err)
@@ -396,7 +404,7 @@ func TestRenameLowerDir(t *testing.T) {
 	}
 	changed := sqfstest.SnapshotDir(t, filepath.Join(mnt, "dst"))
 	unmount()
-	mnt, _ = mountWritable(t, changes, cow.Aufs, img)
+	mnt, _ = mountWritable(t, changes, format, img)
 	check("after remount", changed)
 }
 
