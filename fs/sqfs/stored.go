@@ -2,7 +2,6 @@ package sqfs
 
 import (
 	"errors"
-	"io/fs"
 )
 
 // WalkFrom is Walk starting at the directory or file p (symlinks followed);
@@ -15,14 +14,7 @@ func (r *Reader) WalkFrom(p string, fn func(path string, ino *Inode, err error) 
 	if err != nil {
 		return err
 	}
-	if start.Type != TypeDir {
-		return fn(p, start, nil)
-	}
-	err = r.walkDir(p, start, map[uint64]bool{start.Ref: true}, fn)
-	if err == fs.SkipAll || err == fs.SkipDir {
-		return nil
-	}
-	return err
+	return r.walkTree(p, start, fn)
 }
 
 // StoredBlock describes one data block as stored in the image.

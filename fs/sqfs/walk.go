@@ -15,8 +15,18 @@ import "io/fs"
 // inode reached a second time as an ErrCorrupt error to fn instead of
 // descending into it, so it always terminates.
 func (r *Reader) Walk(fn func(path string, ino *Inode, err error) error) error {
-	seen := map[uint64]bool{r.root.Ref: true}
-	err := r.walkDir(".", r.root, seen, fn)
+	return r.walkTree(".", r.root, fn)
+}
+
+// walkTree walks start (a directory's tree, or a single entry), reported
+// as path; fs.SkipDir or fs.SkipAll from fn ends it without an error.
+func (r *Reader) walkTree(path string, start *Inode, fn func(string, *Inode, error) error) error {
+	var err error
+	if start.Type == TypeDir {
+		err = r.walkDir(path, start, map[uint64]bool{start.Ref: true}, fn)
+	} else {
+		err = fn(path, start, nil)
+	}
 	if err == fs.SkipAll || err == fs.SkipDir {
 		return nil
 	}
