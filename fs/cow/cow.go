@@ -273,24 +273,6 @@ func (c *Changes) Whiteout(dir, name string) error {
 	}
 }
 
-// RemoveWhiteout removes a whiteout for name in dir, of either format, and
-// reports whether there was one.
-func (c *Changes) RemoveWhiteout(dir, name string) (bool, error) {
-	err := unix.Unlinkat(c.fd, filepath.Join(rel(dir), aufsWhiteoutPrefix+name), 0)
-	if err == nil {
-		return true, nil
-	}
-	if !errors.Is(err, unix.ENOENT) {
-		return false, err
-	}
-	var st unix.Stat_t
-	p := filepath.Join(rel(dir), name)
-	if unix.Fstatat(c.fd, p, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
-		return true, unix.Unlinkat(c.fd, p, 0)
-	}
-	return false, nil
-}
-
 // MakeOpaque marks directory dir as hiding the directories below it.
 func (c *Changes) MakeOpaque(dir string) error {
 	return c.makeOpaqueAt(c.fd, rel(dir))
@@ -303,7 +285,7 @@ func (c *Changes) makeOpaqueAt(dirfd int, p string) error {
 		if c.Root {
 			name = "trusted.overlay.opaque"
 		}
-		return unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", dirfd, p), name, []byte("y"), 0)
+		return unix.Lsetxattr(procPathAt(dirfd, p), name, []byte("y"), 0)
 	default:
 		fd, err := unix.Openat(dirfd, filepath.Join(p, aufsOpaque), unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o444)
 		if err != nil {
@@ -313,17 +295,20 @@ func (c *Changes) makeOpaqueAt(dirfd int, p string) error {
 	}
 }
 
-// ClearDir removes every whiteout and opaque marker left in an upper
-// directory that is empty as the union shows it, so that it can be removed.
-func (c *Changes) ClearDir(dir string) error {
-	return clearDirAt(c.fd, rel(dir))
+// Remove removes dir/name from the changes layer where nothing below has
+// that name: a file, or a directory that is empty as the union shows it
+// (its leftover whiteouts and opaque marker go with it).
+func (c *Changes) Remove(dir, name string, isDir bool) error {
+	return removeEntry(c.fd, filepath.Join(rel(dir), name), isDir)
 }
 
 // procPath names an entry for path-only calls (xattrs) relative to the
 // changes directory descriptor.
-func (c *Changes) procPath(p string) string {
-	return fmt.Sprintf("/proc/self/fd/%d/%s", c.fd, rel(p))
-}
+func (c *Changes) procPath(p string) string { return procPathAt(c.fd, rel(p)) }
+
+// procPathAt names p, relative to the directory descriptor dirfd, for
+// path-only calls.
+func procPathAt(dirfd int, p string) string { return fmt.Sprintf("/proc/self/fd/%d/%s", dirfd, p) }
 
 // ProcPath is procPath for callers outside the package.
 func (c *Changes) ProcPath(p string) string { return c.procPath(p) }

@@ -338,26 +338,17 @@ func (n *node) remove(ctx context.Context, name string, dir bool) syscall.Errno 
 	}
 	n.u.copyMu.Lock()
 	defer n.u.copyMu.Unlock()
-	p := path.Join(n.path(), name)
 	c := n.u.changes
-	lower := n.lowerHas(name)
 	if refs[0].b != n.u.upper {
 		return toErrno(c.Whiteout(n.path(), name))
 	}
 	if a := refs[0].e.Attr(); !dir && a.Nlink <= 1 {
 		c.ForgetIno(a.Ino) // its inode number may be reused
 	}
-	if lower {
+	if n.lowerHas(name) {
 		return toErrno(c.ReplaceWithWhiteout(n.path(), name, dir))
 	}
-	flags := 0
-	if dir {
-		if err := c.ClearDir(p); err != nil {
-			return toErrno(err)
-		}
-		flags = unix.AT_REMOVEDIR
-	}
-	return toErrno(unix.Unlinkat(c.FD(), p, flags))
+	return toErrno(c.Remove(n.path(), name, dir))
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
