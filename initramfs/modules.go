@@ -52,8 +52,10 @@ type moduleIndex struct {
 
 func normaliseModule(name string) string { return strings.ReplaceAll(name, "-", "_") }
 
-// moduleName is a module's name from its file name: ext4.ko.xz is ext4.
-func moduleName(path string) (string, bool) {
+// ModuleName is a module's name from its file name, with dashes as
+// underscores: ext4.ko.xz is ext4; ok is false for a file that is not a
+// module.
+func ModuleName(path string) (name string, ok bool) {
 	base := filepath.Base(path)
 	for _, ext := range []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} {
 		if strings.HasSuffix(base, ext) {
@@ -74,7 +76,7 @@ func indexModules(dir string) (*moduleIndex, error) {
 	if f, err := os.Open(filepath.Join(dir, "modules.builtin")); err == nil {
 		s := bufio.NewScanner(f)
 		for s.Scan() {
-			if name, ok := moduleName(strings.TrimSpace(s.Text())); ok {
+			if name, ok := ModuleName(strings.TrimSpace(s.Text())); ok {
 				idx.builtin[name] = true
 			}
 		}
@@ -85,7 +87,7 @@ func indexModules(dir string) (*moduleIndex, error) {
 		if err != nil {
 			return err
 		}
-		if _, ok := moduleName(path); ok && !d.IsDir() {
+		if _, ok := ModuleName(path); ok && !d.IsDir() {
 			paths = append(paths, path)
 		}
 		return nil
@@ -129,7 +131,7 @@ func readModinfo(dir, path string) (*moduleFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	m.name, _ = moduleName(path)
+	m.name, _ = ModuleName(path)
 	m.path, _ = filepath.Rel(dir, path)
 	return m, nil
 }

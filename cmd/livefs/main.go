@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/livefs/livefs/initramfs"
 	"github.com/livefs/livefs/initramfs/liveinit"
 )
 
@@ -38,9 +39,9 @@ func main() {
 	// The same binary is the live system's /init and /shutdown, and
 	// mount(8)'s helper for fuse.livefs.
 	switch filepath.Base(os.Args[0]) {
-	case "init":
+	case initramfs.InitPath:
 		liveinit.Main()
-	case "shutdown":
+	case initramfs.ShutdownPath:
 		if err := liveinit.Shutdown(os.Args[1:]); err != nil {
 			fmt.Fprintf(os.Stderr, "livefs shutdown: %v\n", err)
 		}

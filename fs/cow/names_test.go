@@ -3,6 +3,7 @@ package cow
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 
@@ -32,18 +33,6 @@ func listing(t *testing.T, dir string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestNameChanges checks the end state of each name change in both
@@ -87,7 +76,7 @@ func TestNameChanges(t *testing.T) {
 			if err := c.ReplaceWithWhiteout("", "dir", true); err != nil {
 				t.Fatal(err)
 			}
-			if got := listing(t, dir); !equal(got, tc.afterDelete) {
+			if got := listing(t, dir); !slices.Equal(got, tc.afterDelete) {
 				t.Errorf("after deletes: got %v, want %v", got, tc.afterDelete)
 			}
 			if !c.HasWhiteout("", "file") || !c.HasWhiteout("", "dir") || c.HasWhiteout("", "other") {
@@ -104,7 +93,7 @@ func TestNameChanges(t *testing.T) {
 			if err := c.ReplaceWhiteout(tmp, "", "file", false); err != nil {
 				t.Fatal(err)
 			}
-			if got := listing(t, dir); !equal(got, tc.afterCreate) {
+			if got := listing(t, dir); !slices.Equal(got, tc.afterCreate) {
 				t.Errorf("after create: got %v, want %v", got, tc.afterCreate)
 			}
 			if data, _ := os.ReadFile(filepath.Join(dir, "file")); string(data) != "new" {
@@ -114,7 +103,7 @@ func TestNameChanges(t *testing.T) {
 			if err := c.Rename("", "file", "", "moved", false, true); err != nil {
 				t.Fatal(err)
 			}
-			if got := listing(t, dir); !equal(got, tc.afterRename) {
+			if got := listing(t, dir); !slices.Equal(got, tc.afterRename) {
 				t.Errorf("after rename: got %v, want %v", got, tc.afterRename)
 			}
 			// A directory onto a whiteout: it takes the whiteout's place.
@@ -170,7 +159,7 @@ func TestRenameOverDir(t *testing.T) {
 				t.Fatalf("format %d, srcLower %v: %v", format, srcLower, err)
 			}
 			got := listing(t, filepath.Join(dir, "dst"))
-			if !equal(got, []string{"content:f"}) {
+			if !slices.Equal(got, []string{"content:f"}) {
 				t.Errorf("format %d, srcLower %v: dst holds %v, want the source's content", format, srcLower, got)
 			}
 			_, serr := os.Lstat(filepath.Join(dir, "src"))

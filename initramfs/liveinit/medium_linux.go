@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -87,7 +88,7 @@ func tryMedium(dev string, spec MediumSpec, mnt string, mods *modules) (found bo
 		mods.loadFileSystem("")
 	}
 	types := blockFSTypes()
-	if ok && contains(types, id.Type) {
+	if ok && slices.Contains(types, id.Type) {
 		types = []string{id.Type}
 	}
 	for _, t := range types {
@@ -101,15 +102,6 @@ func tryMedium(dev string, spec MediumSpec, mnt string, mods *modules) (found bo
 		return false, t + ", no " + spec.Dir + "/modules"
 	}
 	return false, "no file system livefs can mount"
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // blockDevices lists /dev names of the block devices the kernel knows,

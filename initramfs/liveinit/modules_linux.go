@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/livefs/livefs/initramfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,9 +40,11 @@ type loadState struct {
 
 type moduleAlias struct{ pattern, name string }
 
-// moduleName is ext4 for kernel/fs/ext4/ext4.ko.
+// moduleName is ext4 for kernel/fs/ext4/ext4.ko, named as the builder
+// named it in modules.dep.
 func moduleName(p string) string {
-	return strings.ReplaceAll(strings.TrimSuffix(path.Base(p), ".ko"), "-", "_")
+	name, _ := initramfs.ModuleName(p)
+	return name
 }
 
 func openModules(dir string) (*modules, error) {

@@ -112,11 +112,7 @@ func splitCmdline(s string) []string {
 }
 
 func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ';' }) {
-		out = append(out, f)
-	}
-	return out
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ';' })
 }
 
 // MatchBundle says whether a bundle file name matches a pattern: a shell

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/livefs/livefs/initramfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,7 +42,7 @@ func startServer(b *boot) error {
 	if err := os.WriteFile(bin, nil, 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount("/init", bin, "", unix.MS_BIND, ""); err != nil {
+	if err := unix.Mount("/"+initramfs.InitPath, bin, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind /init into the server's world: %w", err)
 	}
 	args := []string{serverName, "mount", "-o", "allow_other", "--changes", b.changes, "--log", console}
