@@ -49,16 +49,7 @@ func FuzzDecodeXZ(f *testing.F) {
 		// Oracle: where github.com/ulikunitz/xz also accepts the input
 		// (it knows no BCJ filters), the output must agree.
 		r, err := uxz.NewReader(bytes.NewReader(data))
-		if err != nil {
-			return
-		}
-		want, err := io.ReadAll(io.LimitReader(r, fuzzOut+1))
-		if err != nil {
-			return
-		}
-		if !bytes.Equal(dst[:n], want) {
-			t.Fatalf("output differs from ulikunitz/xz: got %d bytes, want %d", n, len(want))
-		}
+		matchOracle(t, "ulikunitz/xz", dst[:n], r, err)
 	})
 }
 
@@ -74,15 +65,22 @@ func FuzzDecodeLZMA(f *testing.F) {
 			return
 		}
 		r, err := ulzma.NewReader(bytes.NewReader(data))
-		if err != nil {
-			return
-		}
-		want, err := io.ReadAll(io.LimitReader(r, fuzzOut+1))
-		if err != nil {
-			return
-		}
-		if !bytes.Equal(dst[:n], want) {
-			t.Fatalf("output differs from ulikunitz/xz/lzma: got %d bytes, want %d", n, len(want))
-		}
+		matchOracle(t, "ulikunitz/xz/lzma", dst[:n], r, err)
 	})
+}
+
+// matchOracle fails when the oracle's reader (if it accepted the input
+// and decodes it without error) gives other output than got.
+func matchOracle(t *testing.T, oracle string, got []byte, r io.Reader, err error) {
+	t.Helper()
+	if err != nil {
+		return
+	}
+	want, err := io.ReadAll(io.LimitReader(r, fuzzOut+1))
+	if err != nil {
+		return
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("output differs from %s: got %d bytes, want %d", oracle, len(got), len(want))
+	}
 }
