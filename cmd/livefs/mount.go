@@ -20,6 +20,7 @@ import (
 	"github.com/livefs/livefs/fs/cow"
 	"github.com/livefs/livefs/fs/sqfs"
 	"github.com/livefs/livefs/fs/union"
+	"github.com/livefs/livefs/internal/fuseuring"
 )
 
 // daemonReadyFD is the descriptor on which a --daemon child reports
@@ -40,7 +41,7 @@ func init() {
 			"Runs in the foreground until SIGINT/SIGTERM or unmount; --daemon returns once the mount is live.",
 		setup: func(fs *flag.FlagSet) {
 			fs.BoolVar(&daemon, "daemon", false, "serve in the background; exit status says whether the mount worked")
-			fs.StringVar(&options, "o", "", "comma-separated mount options: allow_other, nosuid, nodev, noexec, nopassthrough, ro, rw")
+			fs.StringVar(&options, "o", "", "comma-separated mount options: allow_other, nosuid, nodev, noexec, nopassthrough, nouring, ro, rw")
 			fs.Int64Var(&cacheMiB, "cache", 0, "block cache per image in MiB (default 32)")
 			fs.BoolVar(&debug, "debug", false, "log every FUSE request")
 			fs.BoolVar(&readOnly, "ro", false, "read-only union: no changes layer")
@@ -69,6 +70,8 @@ func init() {
 					noExec = true
 				case "nopassthrough":
 					mo.NoPassthrough = true
+				case "nouring":
+					mo.NoURing = true
 				case "ro":
 					readOnly = true
 				case "rw", "suid", "dev", "exec", "default_permissions":
@@ -176,6 +179,15 @@ func serve(branches []string, mountpoint string, mo union.MountOptions, noExec b
 	debug.SetMemoryLimit(max(cacheBytes, sqfs.DefaultCacheBytes)*5/4 + 48<<20)
 	u := union.New(layers, union.Options{Logger: logger, Changes: changes})
 	mo.Logger = logger
+	if !mo.NoURing && os.Geteuid() == 0 {
+		// Root turns on the kernel's FUSE-over-io_uring switch (off by
+		// default): it only lets servers that ask for rings use them.
+		if on, exists := fuseuring.KernelSwitch(); exists && !on {
+			if err := fuseuring.EnableKernelSwitch(); err != nil {
+				logger.Printf("livefs: cannot enable FUSE over io_uring: %v", err)
+			}
+		}
+	}
 	if mo.FsName == "" {
 		mo.FsName = "livefs"
 	}

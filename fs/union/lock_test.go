@@ -1,6 +1,8 @@
 package union_test
 
 import (
+	"github.com/livefs/livefs/internal/fuseuring"
+
 	"errors"
 	"fmt"
 	"os"
@@ -25,6 +27,14 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(lockChildEnv); spec != "" {
 		fmt.Print(lockChild(spec))
 		os.Exit(0)
+	}
+	// As livefs does when run by root: serve over io_uring where the
+	// kernel can (TestMountMatchesKernel also mounts without).
+	if on, exists := fuseuring.KernelSwitch(); exists && !on && os.Geteuid() == 0 {
+		if err := fuseuring.EnableKernelSwitch(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
 	os.Exit(m.Run())
 }

@@ -1,6 +1,7 @@
 package union
 
 import (
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/livefs/livefs/internal/fuseuring"
 )
 
 // MountOptions configure the FUSE mount.
@@ -29,6 +32,10 @@ type MountOptions struct {
 	// through the server even where the kernel could do them directly
 	// (FUSE passthrough: Linux 6.9, CAP_SYS_ADMIN).
 	NoPassthrough bool
+	// NoURing keeps every request on /dev/fuse even where the kernel
+	// grants FUSE over io_uring (per-CPU queues; Linux 6.14 with the fuse
+	// module's enable_uring on).
+	NoURing bool
 	// Debug logs every FUSE request to Logger.
 	Debug  bool
 	Logger *log.Logger
@@ -83,11 +90,37 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 			ExtraCapabilities: fuse.CAP_NO_OPENDIR_SUPPORT,
 		},
 	}
-	server, err := fuse.NewServer(newNoOpendirFS(fs.NewNodeFS(root, fsOpts)), mountpoint, &fsOpts.MountOptions)
+	if !o.NoURing {
+		fsOpts.MountOptions.ExtraCapabilities |= fuseuring.Capability
+	}
+	raw := newNoOpendirFS(fs.NewNodeFS(root, fsOpts))
+	server, err := fuse.NewServer(raw, mountpoint, &fsOpts.MountOptions)
 	if err != nil {
 		return nil, err
 	}
-	go server.Serve()
+	var rings *fuseuring.Rings
+	var ringErr error
+	if !o.NoURing {
+		// Before anything touches the mount: the kernel holds requests
+		// back until the rings it granted are registered.
+		rings, ringErr = fuseuring.Start(server, raw, &fsOpts.MountOptions)
+	}
+	go func() {
+		server.Serve()
+		if rings != nil {
+			rings.Close()
+		}
+	}()
+	switch {
+	case o.NoURing:
+	case ringErr == nil:
+		u.uring.Store(true)
+	case errors.Is(ringErr, fuseuring.ErrStuck):
+		server.Unmount()
+		return nil, ringErr
+	case !errors.Is(ringErr, fuseuring.ErrNotGranted):
+		u.logOnce("io_uring", fmt.Errorf("serving over /dev/fuse only: %w", ringErr))
+	}
 	if err := server.WaitMount(); err != nil {
 		server.Unmount()
 		return nil, err

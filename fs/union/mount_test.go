@@ -9,12 +9,20 @@ import (
 
 	"github.com/livefs/livefs/fs/sqfs"
 	"github.com/livefs/livefs/fs/union"
+	"github.com/livefs/livefs/internal/fuseuring"
 	"github.com/livefs/livefs/internal/sqfstest"
 )
 
 // mountUnion serves branches (bottom first) in-process at a new directory
 // and unmounts it when the test ends.
 func mountUnion(t testing.TB, branches ...string) string {
+	t.Helper()
+	mnt, _ := mountUnionWith(t, union.MountOptions{AllowOther: true}, branches...)
+	return mnt
+}
+
+// mountUnionWith is mountUnion with options; it also returns the union.
+func mountUnionWith(t testing.TB, o union.MountOptions, branches ...string) (string, *union.Union) {
 	t.Helper()
 	sqfstest.RequireRoot(t)
 	var layers []union.Layer
@@ -27,7 +35,7 @@ func mountUnion(t testing.TB, branches ...string) string {
 	}
 	u := union.New(layers, union.Options{})
 	mnt := t.TempDir()
-	server, err := union.Mount(mnt, u, union.MountOptions{AllowOther: true})
+	server, err := union.Mount(mnt, u, o)
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}
@@ -38,7 +46,7 @@ func mountUnion(t testing.TB, branches ...string) string {
 		}
 		u.Close()
 	})
-	return mnt
+	return mnt, u
 }
 
 var overlayMarkers = []string{"trusted.overlay.", "user.overlay."}
@@ -62,18 +70,24 @@ func TestMountMatchesKernel(t *testing.T) {
 			want := sqfstest.SnapshotDir(t, sqfstest.KernelMount(t, img))
 			want.DropXattrs(overlayMarkers...)
 			dropWhiteouts(want)
-			mnt := mountUnion(t, img)
+			// Served over io_uring queues where the kernel has them, then
+			// over /dev/fuse: the same tree, and the same inode numbers
+			// across the remount.
+			mnt, u := mountUnionWith(t, union.MountOptions{AllowOther: true}, img)
+			if _, exists := fuseuring.KernelSwitch(); exists && !union.URing(u) {
+				t.Errorf("the kernel has FUSE over io_uring, but the mount serves over /dev/fuse")
+			}
 			got := sqfstest.SnapshotDir(t, mnt)
 			if diff := sqfstest.Diff(want, got, sqfstest.Fields{Ino: true}); len(diff) > 0 {
 				t.Errorf("livefs mount differs from the kernel's (%d entries):\n%s", len(want), strings.Join(diff, "\n"))
 			}
-			// Inode numbers are stable across remounts.
-			again := sqfstest.SnapshotDir(t, mountUnion(t, img))
-			for p, e := range got {
-				if again[p] == nil || again[p].Ino != e.Ino {
-					t.Errorf("%s: inode %d, after remount %v", p, e.Ino, again[p])
-					break
-				}
+			classic, u := mountUnionWith(t, union.MountOptions{AllowOther: true, NoURing: true}, img)
+			if union.URing(u) {
+				t.Errorf("NoURing mount serves over io_uring")
+			}
+			again := sqfstest.SnapshotDir(t, classic)
+			if diff := sqfstest.Diff(got, again, sqfstest.Fields{}); len(diff) > 0 {
+				t.Errorf("the /dev/fuse mount differs from the io_uring one:\n%s", strings.Join(diff, "\n"))
 			}
 		})
 	}

@@ -64,6 +64,9 @@ type Union struct {
 	// changes layer as backing files of open files.
 	passthrough  atomic.Bool
 	serverWrites atomic.Uint64 // WRITE requests served, for tests
+	// uring is set by Mount when requests come through per-CPU io_uring
+	// queues instead of /dev/fuse.
+	uring atomic.Bool
 }
 
 // New stacks layers; the last one is on top (as `livefs mount a.sb b.sb`
