@@ -6,11 +6,14 @@
 source "$(dirname "$0")/common.sh"
 mnt=$work/mnt
 mkdir -p "$mnt"
-contenders=${BENCH_CONTENDERS:-"kernel livefs squashfuse_ll squashfuse"}
+# livefs serves over per-CPU io_uring queues where the kernel has them;
+# livefs-devfuse is the same server over /dev/fuse (-o nouring).
+contenders=${BENCH_CONTENDERS:-"kernel livefs livefs-devfuse squashfuse_ll squashfuse"}
 do_mount() { # contender image
   case $1 in
     kernel) mount -t squashfs -o loop,ro "$2" "$mnt" ;;
     livefs) "$livefs" mount --daemon --ro "$2" "$mnt" ;;
+    livefs-devfuse) "$livefs" mount --daemon --ro -o nouring "$2" "$mnt" ;;
     squashfuse_ll) squashfuse_ll "$2" "$mnt" ;;
     squashfuse) squashfuse "$2" "$mnt" ;;
   esac
@@ -32,7 +35,7 @@ for c in $codecs; do
       drop_caches; rs+=("$(seconds readall)")
       rss=-
       if [[ $who != kernel ]]; then
-        pid=$(pgrep -n -f "^[^ ]*$who .*$img" || true)
+        pid=$(pgrep -n -f "^[^ ]*${who%-devfuse} .*$img" || true)
         [[ -n $pid ]] && rss="$(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' /proc/$pid/status)"
       fi
       umount "$mnt"

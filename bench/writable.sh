@@ -15,7 +15,8 @@ if [[ ! -s $shadow ]]; then
 fi
 mnt=$work/wmnt l1=$work/l1 l2=$work/l2 up=/dev/shm/livefs-bench-upper wk=/dev/shm/livefs-bench-work
 mkdir -p "$mnt" "$l1" "$l2"
-contenders=${BENCH_CONTENDERS:-"kernel livefs fuse-overlayfs"}
+# livefs-devfuse: livefs over /dev/fuse instead of per-CPU io_uring queues.
+contenders=${BENCH_CONTENDERS:-"kernel livefs livefs-devfuse fuse-overlayfs"}
 setup() {
   rm -rf "$up" "$wk"; mkdir -p "$up" "$wk"
   case $1 in
@@ -23,6 +24,7 @@ setup() {
       mount -t squashfs -o loop,ro "$lower" "$l1"; mount -t squashfs -o loop,ro "$shadow" "$l2"
       mount -t overlay overlay -o "lowerdir=$l2:$l1,upperdir=$up,workdir=$wk" "$mnt" ;;
     livefs) "$livefs" mount --daemon --changes "$up" "$lower" "$shadow" "$mnt" ;;
+    livefs-devfuse) "$livefs" mount --daemon -o nouring --changes "$up" "$lower" "$shadow" "$mnt" ;;
     fuse-overlayfs)
       squashfuse_ll "$lower" "$l1"; squashfuse_ll "$shadow" "$l2"
       fuse-overlayfs -o "lowerdir=$l2:$l1,upperdir=$up,workdir=$wk" "$mnt" ;;

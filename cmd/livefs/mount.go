@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -195,6 +196,13 @@ func serve(branches []string, mountpoint string, mo union.MountOptions, noExec b
 	if err != nil {
 		u.Close()
 		return fmt.Errorf("mounting at %s: %w", mountpoint, err)
+	}
+	if u.URing() && os.Getenv("GOMAXPROCS") == "" {
+		// A queue thread waits in the kernel between requests. With
+		// spare Ps the scheduler keeps its P for it instead of handing the
+		// P to another thread at each wait and taking it back at each
+		// request, which costs wake-ups on other CPUs.
+		runtime.GOMAXPROCS(2 * runtime.NumCPU())
 	}
 	if noExec {
 		if err := remountNoExec(mountpoint, mo, changes == nil); err != nil {

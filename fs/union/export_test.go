@@ -6,6 +6,3 @@ func ServerWrites(u *Union) uint64 { return u.serverWrites.Load() }
 
 // Passthrough reports whether Mount found passthrough to work.
 func Passthrough(u *Union) bool { return u.passthrough.Load() }
-
-// URing reports whether Mount serves requests through io_uring queues.
-func URing(u *Union) bool { return u.uring.Load() }

@@ -131,6 +131,10 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 	return server, nil
 }
 
+// URing reports whether Mount serves the union's requests through per-CPU
+// io_uring queues rather than /dev/fuse.
+func (u *Union) URing() bool { return u.uring.Load() }
+
 // passthroughWorks tries to register a file on the changes layer's file
 // system as a passthrough backing file. That fails for an ordinary user
 // (EPERM), on kernels before 6.9, and where the changes layer is itself too

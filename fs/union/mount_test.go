@@ -74,7 +74,7 @@ func TestMountMatchesKernel(t *testing.T) {
 			// over /dev/fuse: the same tree, and the same inode numbers
 			// across the remount.
 			mnt, u := mountUnionWith(t, union.MountOptions{AllowOther: true}, img)
-			if _, exists := fuseuring.KernelSwitch(); exists && !union.URing(u) {
+			if _, exists := fuseuring.KernelSwitch(); exists && !u.URing() {
 				t.Errorf("the kernel has FUSE over io_uring, but the mount serves over /dev/fuse")
 			}
 			got := sqfstest.SnapshotDir(t, mnt)
@@ -82,7 +82,7 @@ func TestMountMatchesKernel(t *testing.T) {
 				t.Errorf("livefs mount differs from the kernel's (%d entries):\n%s", len(want), strings.Join(diff, "\n"))
 			}
 			classic, u := mountUnionWith(t, union.MountOptions{AllowOther: true, NoURing: true}, img)
-			if union.URing(u) {
+			if u.URing() {
 				t.Errorf("NoURing mount serves over io_uring")
 			}
 			again := sqfstest.SnapshotDir(t, classic)

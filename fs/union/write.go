@@ -69,7 +69,7 @@ const writeFlags = syscall.O_WRONLY | syscall.O_RDWR | syscall.O_TRUNC
 func (n *node) openWritable(flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if flags&writeFlags == 0 {
 		if h := n.openBelow(); h != nil {
-			return h, fuse.FOPEN_KEEP_CACHE, 0
+			return h, n.openFlags(h), 0
 		}
 	} else if err := n.u.copyUp(n); err != nil {
 		return nil, 0, toErrno(err)
@@ -81,7 +81,17 @@ func (n *node) openWritable(flags uint32) (fs.FileHandle, uint32, syscall.Errno)
 	}
 	h := &handle{fd: fd, writable: flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0}
 	n.choosePassthrough(h)
-	return h, fuse.FOPEN_KEEP_CACHE, 0
+	return h, n.openFlags(h), 0
+}
+
+// openFlags are the kernel's flags for an open of h: keep the page cache,
+// and no FLUSH round trip at close where Flush would do nothing (handles
+// that cannot write, and any handle of a changes layer in RAM).
+func (n *node) openFlags(h *handle) uint32 {
+	if !h.writable || !n.u.persistent() {
+		return fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
+	}
+	return fuse.FOPEN_KEEP_CACHE
 }
 
 // openBelow returns a handle that reads through the node, or nil if the
@@ -171,7 +181,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if cn, ok := ch.Operations().(*node); ok {
 		cn.choosePassthrough(h)
 	}
-	return ch, h, fuse.FOPEN_KEEP_CACHE, 0
+	return ch, h, n.openFlags(h), 0
 }
 
 // prepareNameLocked readies name in directory n for a new entry, with
