@@ -42,6 +42,7 @@ type helperRequest struct {
 	allowOther         bool
 	noSuid, noDev      bool
 	noExec             bool
+	serverOptions      []string // livefs's own: nopassthrough, nouring
 	cacheMiB           int64
 	logFile            string
 	fake, verbose      bool
@@ -115,6 +116,8 @@ func parseMountHelperArgs(args []string) (*helperRequest, error) {
 			r.noDev = key == "nodev"
 		case "noexec", "exec":
 			r.noExec = key == "noexec"
+		case "nopassthrough", "nouring":
+			r.serverOptions = append(r.serverOptions, key)
 		case "cache":
 			n, err := strconv.ParseInt(val, 10, 64)
 			if err != nil || n <= 0 {
@@ -188,6 +191,7 @@ func (r *helperRequest) mountArgs() []string {
 	if r.noExec {
 		o = append(o, "noexec")
 	}
+	o = append(o, r.serverOptions...)
 	if len(o) > 0 {
 		args = append(args, "-o", strings.Join(o, ","))
 	}

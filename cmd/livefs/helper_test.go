@@ -35,6 +35,10 @@ func TestParseMountHelperArgs(t *testing.T) {
 			args: []string{"s", "/m", "-o", `lowerdir=/with\:colon:/with\,comma:/back\\slash,upperdir=/u\,1,workdir=/w`},
 			want: &helperRequest{source: "s", mountpoint: "/m", lower: []string{"/with:colon", "/with,comma", `/back\slash`}, upper: "/u,1", work: "/w"},
 		},
+		{ // livefs's own options
+			args: []string{"s", "/m", "-o", "lowerdir=/a,nouring,nopassthrough"},
+			want: &helperRequest{source: "s", mountpoint: "/m", lower: []string{"/a"}, serverOptions: []string{"nouring", "nopassthrough"}},
+		},
 		{ // later options win; workdir without upperdir is ignored, as overlayfs does
 			args: []string{"s", "/m", "-f", "-o", "ro,rw,nosuid,suid,lowerdir=/x,lowerdir=/y,workdir=/w,cache=64,log=/l"},
 			want: &helperRequest{source: "s", mountpoint: "/m", lower: []string{"/y"}, fake: true, cacheMiB: 64, logFile: "/l", ignored: []string{"workdir=/w"}},
@@ -78,6 +82,8 @@ func TestHelperMountArgs(t *testing.T) {
 			"mount --daemon --fsname s --ro /a /m"},
 		{helperRequest{source: "s", mountpoint: "/m", lower: []string{"/top", "/bottom"}, upper: "/u", work: "/w", readOnly: true, noSuid: true, noExec: true},
 			"mount --daemon --fsname s -o nosuid,noexec --ro /bottom /top /u /m"},
+		{helperRequest{source: "s", mountpoint: "/m", lower: []string{"/a"}, noDev: true, serverOptions: []string{"nouring"}},
+			"mount --daemon --fsname s -o nodev,nouring --ro /a /m"},
 	} {
 		if got := strings.Join(tc.req.mountArgs(), " "); got != tc.want {
 			t.Errorf("%+v:\ngot  %s\nwant %s", tc.req, got, tc.want)

@@ -18,23 +18,36 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// serverFileSystems are the server's world's own /proc (it reaches xattrs
+// through /proc/self/fd), /sys (the CPUs to make io_uring queues for, the
+// fuse module's switch) and /dev (/dev/fuse, and /dev/null for go-fuse's
+// splice), which stay with it after the pivot and go at shutdown.
+var serverFileSystems = []struct {
+	dir, fstype string
+	flags       uintptr
+}{
+	{"proc", "proc", unix.MS_NOSUID | unix.MS_NOEXEC},
+	{"sys", "sysfs", unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_NODEV},
+	{"dev", "devtmpfs", unix.MS_NOSUID | unix.MS_NOEXEC},
+}
+
 // startServer starts livefs as a root storage daemon chrooted into
 // /memory, serving the bundles and the changes at /memory/union, and
 // returns once the mount is live.
 func startServer(b *boot) error {
-	for _, d := range []string{"proc", "dev", "bin", unionDir} {
+	for _, d := range []string{"bin", unionDir} {
 		if err := os.MkdirAll(filepath.Join(memoryDir, d), 0o755); err != nil {
 			return err
 		}
 	}
-	// The server's world has its own /proc (it reaches xattrs through
-	// /proc/self/fd) and /dev (/dev/fuse, and /dev/null for go-fuse's
-	// splice), which stay with it after the pivot.
-	if err := unix.Mount("proc", filepath.Join(memoryDir, "proc"), "proc", unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mount proc for the server: %w", err)
-	}
-	if err := unix.Mount("devtmpfs", filepath.Join(memoryDir, "dev"), "devtmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mount devtmpfs for the server: %w", err)
+	for _, m := range serverFileSystems {
+		dir := filepath.Join(memoryDir, m.dir)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.fstype, dir, m.fstype, m.flags, ""); err != nil {
+			return fmt.Errorf("mount %s for the server: %w", m.fstype, err)
+		}
 	}
 	// The server's binary lives in RAM, never on the tree it serves: the
 	// initramfs's /init, bound into the server's world without a copy.

@@ -48,8 +48,8 @@ func Shutdown(args []string) error {
 		say("%v", err)
 	}
 	unix.Sync()
-	for _, d := range []string{"proc", "dev"} {
-		unix.Unmount(filepath.Join(memoryDir, d), unix.MNT_DETACH)
+	for _, m := range serverFileSystems {
+		unix.Unmount(filepath.Join(memoryDir, m.dir), unix.MNT_DETACH)
 	}
 	medium := filepath.Join(memoryDir, mediumDir)
 	if err := unix.Unmount(medium, 0); err == nil {

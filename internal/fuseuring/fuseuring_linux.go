@@ -122,17 +122,16 @@ func Start(server *fuse.Server, raw fuse.RawFileSystem, opts *fuse.MountOptions)
 	}
 	devFD, err := deviceFD(server)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrStuck, err)
 	}
 	ps := fuse.NewProtocolServer(raw, opts)
-	if err := replayInit(ps, kernel); err != nil {
-		unix.Close(devFD)
-		return nil, err
+	err = replayInit(ps, kernel)
+	var cpus []int
+	if err == nil {
+		cpus, err = possibleCPUs()
 	}
-	cpus, err := possibleCPUs()
 	if err != nil {
-		unix.Close(devFD)
-		return nil, err
+		return nil, withdrawAfter(devFD, err)
 	}
 	payloadSize := roundUp(max(8192, opts.MaxWrite, 128<<10), os.Getpagesize())
 	r := &Rings{devFD: devFD}
@@ -163,11 +162,7 @@ func Start(server *fuse.Server, raw fuse.RawFileSystem, opts *fuse.MountOptions)
 	}
 	if setupErr != nil {
 		r.wg.Wait()
-		defer unix.Close(devFD)
-		if err := withdraw(devFD); err != nil {
-			return nil, fmt.Errorf("%w (%v); withdrawing the rings failed too: %w", ErrStuck, setupErr, err)
-		}
-		return nil, setupErr
+		return nil, withdrawAfter(devFD, setupErr)
 	}
 	// A registration the kernel refused withdraws rings from the
 	// connection; the queues that did register then simply stay idle.
@@ -274,6 +269,16 @@ func (q *queue) register() error {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// withdrawAfter withdraws the rings after a failure to set them up, closes
+// devFD and returns the failure (wrapping ErrStuck if the withdrawal failed).
+func withdrawAfter(devFD int, failure error) error {
+	defer unix.Close(devFD)
+	if err := withdraw(devFD); err != nil {
+		return fmt.Errorf("%w (%v); withdrawing the rings failed too: %w", ErrStuck, failure, err)
+	}
+	return failure
 }
 
 // withdraw sends the kernel a registration without buffers, which it

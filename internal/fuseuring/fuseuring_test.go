@@ -18,18 +18,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/livefs/livefs/internal/fuseuring"
+	"github.com/livefs/livefs/internal/sqfstest"
 )
 
 // requireRings turns on the kernel's switch, or skips where rings cannot
 // exist.
 func requireRings(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: mounting and the kernel's enable_uring switch need root")
-	}
+	sqfstest.RequireRoot(t)
 	on, exists := fuseuring.KernelSwitch()
 	if !exists {
-		t.Skip("SKIPPED: this kernel has no FUSE over io_uring (Linux 6.14 with CONFIG_FUSE_IO_URING)")
+		sqfstest.Missing(t, "this kernel has no FUSE over io_uring (Linux 6.14 with CONFIG_FUSE_IO_URING)")
 	}
 	if !on {
 		if err := fuseuring.EnableKernelSwitch(); err != nil {

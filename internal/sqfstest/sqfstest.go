@@ -30,7 +30,7 @@ func RequireTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		missing(t, "tool %q not found in PATH (install it: see .ci/run)", name)
+		Missing(t, "tool %q not found in PATH (install it: see .ci/run)", name)
 	}
 	return p
 }
@@ -39,11 +39,13 @@ func RequireTool(t testing.TB, name string) string {
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		missing(t, "test needs root (loop mounts, device nodes, ownership)")
+		Missing(t, "test needs root (loop mounts, device nodes, ownership)")
 	}
 }
 
-func missing(t testing.TB, format string, args ...any) {
+// Missing skips a test whose tool or kernel feature is absent, loudly, or
+// fails it under CI, where nothing may be missing.
+func Missing(t testing.TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if InCI() {
