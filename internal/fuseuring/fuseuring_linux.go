@@ -161,7 +161,7 @@ func Start(server *fuse.Server, raw fuse.RawFileSystem, opts *fuse.MountOptions)
 		}
 	}
 	if setupErr != nil {
-		r.wg.Wait()
+		r.wait()
 		return nil, withdrawAfter(devFD, setupErr)
 	}
 	// A registration the kernel refused withdraws rings from the
@@ -186,8 +186,19 @@ func (r *Rings) Close() {
 			unix.Write(q.eventFD, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 		}
 	}
-	r.wg.Wait()
+	r.wait()
 	unix.Close(r.devFD)
+}
+
+// wait waits for the queue threads to end and closes their stop events
+// (only then: a thread may end before it is told to).
+func (r *Rings) wait() {
+	r.wg.Wait()
+	for _, q := range r.queues {
+		if q.eventFD > 0 {
+			unix.Close(q.eventFD)
+		}
+	}
 }
 
 // run is a queue's thread: set up, wait for every queue to be set up,
@@ -290,11 +301,26 @@ func withdraw(devFD int) error {
 		return err
 	}
 	defer r.close()
-	s := r.sqe()
-	s[0] = opURingCmd
-	putUint32(s[4:], uint32(devFD))
-	putUint32(s[8:], cmdRegister)
-	return r.submitAndWait(1)
+	for range 100 {
+		s := r.sqe()
+		s[0] = opURingCmd
+		putUint32(s[4:], uint32(devFD))
+		putUint32(s[8:], cmdRegister)
+		if err := r.submitAndWait(1); err != nil {
+			return err
+		}
+		res := int32(0)
+		r.completions(func(c cqe) { res = c.res })
+		switch res {
+		case -int32(unix.EINVAL):
+			return nil // refused: rings are off for the connection
+		case -int32(unix.EAGAIN): // INIT not finished
+			time.Sleep(time.Millisecond)
+		default:
+			return fmt.Errorf("the kernel answered the withdrawal with %v", unix.Errno(-res))
+		}
+	}
+	return errors.New("the kernel kept answering the withdrawal with EAGAIN")
 }
 
 func newEntry(payloadSize int) (*entry, error) {
@@ -325,6 +351,7 @@ func (q *queue) prepare(s []byte, i int, cmd uint32, commitID uint64) {
 }
 
 func (q *queue) serve() {
+	live := len(q.entries)
 	for {
 		stop := false
 		q.ring.completions(func(c cqe) {
@@ -333,14 +360,19 @@ func (q *queue) serve() {
 				return
 			}
 			i := int(c.userData)
-			switch {
-			case c.res == 0:
+			switch c.res {
+			case 0:
 				q.handle(i)
-			case c.res == -int32(unix.EAGAIN) || c.res == -int32(unix.EINTR):
+			case -int32(unix.EAGAIN), -int32(unix.EINTR):
 				q.prepare(q.ring.sqe(), i, cmdRegister, 0)
+			case -int32(unix.ENOTCONN), -int32(unix.ECANCELED):
+				stop = true // the connection is gone
 			default:
-				// ENOTCONN, ECANCELED: the connection is gone.
-				stop = true
+				// A command the kernel refused: the entry is lost, the
+				// queue goes on with the others.
+				if live--; live == 0 {
+					stop = true
+				}
 			}
 		})
 		if stop {
@@ -386,9 +418,6 @@ func (q *queue) release() {
 	}
 	for _, e := range q.entries {
 		unix.Munmap(unsafe.Slice(&e.header[0], os.Getpagesize()+len(e.payload)))
-	}
-	if q.eventFD > 0 {
-		unix.Close(q.eventFD)
 	}
 }
 

@@ -123,17 +123,14 @@ func (r *ring) sqe() []byte {
 }
 
 // submitAndWait publishes the prepared entries and waits for at least
-// want completions.
+// want completions. It always collects completions, even with want 0: with
+// IORING_SETUP_DEFER_TASKRUN they are posted only then.
 func (r *ring) submitAndWait(want uint32) error {
 	tail := atomic.LoadUint32(r.sqTail)
 	r.unsubmitted += r.localTail - tail
 	atomic.StoreUint32(r.sqTail, r.localTail)
-	flags := uintptr(0)
-	if want > 0 {
-		flags = enterGetEvents
-	}
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(r.unsubmitted), uintptr(want), flags, 0, 0)
+		n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(r.unsubmitted), uintptr(want), enterGetEvents, 0, 0)
 		if errno == unix.EINTR {
 			continue
 		}
