@@ -91,7 +91,14 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 		},
 	}
 	if !o.NoURing {
-		fsOpts.MountOptions.ExtraCapabilities |= fuseuring.Capability
+		if err := fuseuring.Usable(); err == nil {
+			fsOpts.MountOptions.ExtraCapabilities |= fuseuring.Capability
+		} else {
+			o.NoURing = true
+			if on, _ := fuseuring.KernelSwitch(); on {
+				u.logOnce("io_uring", fmt.Errorf("serving over /dev/fuse only: %w", err))
+			}
+		}
 	}
 	raw := newNoOpendirFS(fs.NewNodeFS(root, fsOpts))
 	server, err := fuse.NewServer(raw, mountpoint, &fsOpts.MountOptions)

@@ -53,6 +53,20 @@ func KernelSwitch() (on, exists bool) {
 	return strings.TrimSpace(string(b)) == "Y", true
 }
 
+// Usable reports why this process cannot make the rings a queue needs (for
+// example io_uring disabled by the kernel.io_uring_disabled sysctl, or a
+// seccomp filter), or nil. A server asks for Capability only if they are
+// usable: once granted, the kernel holds requests back until rings come,
+// and without a ring it cannot even be told to stop waiting.
+func Usable() error {
+	r, err := newRing(queueDepth+1, setupSingleIssuer|setupDeferTaskrun)
+	if err != nil {
+		return err
+	}
+	r.close()
+	return nil
+}
+
 // EnableKernelSwitch turns the kernel's switch on (root only). It lets
 // servers that ask for rings use them; servers that do not ask are unaffected.
 func EnableKernelSwitch() error {
