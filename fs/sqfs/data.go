@@ -213,6 +213,17 @@ func (r *Reader) prefetch(ino *Inode, from, to int) {
 	}
 }
 
+// PrefetchStart starts decoding, on a free worker, the first blocks of a
+// file (its fragment block too), for a caller that knows it will read the
+// file soon: an extraction going through many small files, whose shared
+// fragment blocks would otherwise be decoded one at a time while the
+// readers of each wait for it. It does nothing when every worker is busy.
+func (r *Reader) PrefetchStart(ino *Inode) {
+	if ino.Type == TypeFile {
+		r.prefetch(ino, 0, max(r.readahead/2, 1))
+	}
+}
+
 // FileReader reads one regular file and detects sequential access, decoding
 // the blocks ahead of a sequential reader in parallel. It is safe for
 // concurrent use.

@@ -123,6 +123,7 @@ func Extract(r *sqfs.Reader, dst string, opts Options) (Stats, error) {
 		if ino.Type == sqfs.TypeFile {
 			files++
 			total.Add(int64(ino.Size))
+			r.PrefetchStart(ino)
 			jobs <- it
 		} else {
 			others = append(others, it)
