@@ -147,16 +147,8 @@ func TestMountHelperErrors(t *testing.T) {
 // isMounted reports whether mountinfo lists mnt as a mount point.
 func isMounted(t *testing.T, mnt string) bool {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && f[4] == mnt {
-			return true
-		}
-	}
-	return false
+	_, ok := sqfstest.MountDevice(t, mnt)
+	return ok
 }
 
 // installHelpers installs the binary as /sbin/mount.fuse.livefs for the

@@ -90,14 +90,13 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 			ExtraCapabilities: fuse.CAP_NO_OPENDIR_SUPPORT,
 		},
 	}
+	var ringErr error
 	if !o.NoURing {
-		if err := fuseuring.Usable(); err == nil {
+		ringErr = fuseuring.Usable()
+		if ringErr == nil {
 			fsOpts.MountOptions.ExtraCapabilities |= fuseuring.Capability
-		} else {
-			o.NoURing = true
-			if on, _ := fuseuring.KernelSwitch(); on {
-				u.logOnce("io_uring", fmt.Errorf("serving over /dev/fuse only: %w", err))
-			}
+		} else if on, _ := fuseuring.KernelSwitch(); !on {
+			ringErr = fuseuring.ErrNotGranted // nothing lost: it would not grant them
 		}
 	}
 	raw := newNoOpendirFS(fs.NewNodeFS(root, fsOpts))
@@ -106,8 +105,7 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 		return nil, err
 	}
 	var rings *fuseuring.Rings
-	var ringErr error
-	if !o.NoURing {
+	if !o.NoURing && ringErr == nil {
 		// Before anything touches the mount: the kernel holds requests
 		// back until the rings it granted are registered.
 		rings, ringErr = fuseuring.Start(server, raw, &fsOpts.MountOptions)
@@ -119,13 +117,13 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 		}
 	}()
 	switch {
-	case o.NoURing:
+	case o.NoURing, errors.Is(ringErr, fuseuring.ErrNotGranted):
 	case ringErr == nil:
 		u.uring.Store(true)
 	case errors.Is(ringErr, fuseuring.ErrStuck):
 		server.Unmount()
 		return nil, ringErr
-	case !errors.Is(ringErr, fuseuring.ErrNotGranted):
+	default:
 		u.logOnce("io_uring", fmt.Errorf("serving over /dev/fuse only: %w", ringErr))
 	}
 	if err := server.WaitMount(); err != nil {

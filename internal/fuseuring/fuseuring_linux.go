@@ -59,7 +59,7 @@ func KernelSwitch() (on, exists bool) {
 // usable: once granted, the kernel holds requests back until rings come,
 // and without a ring it cannot even be told to stop waiting.
 func Usable() error {
-	r, err := newRing(queueDepth+1, setupSingleIssuer|setupDeferTaskrun)
+	r, err := newQueueRing()
 	if err != nil {
 		return err
 	}
@@ -249,7 +249,7 @@ func (q *queue) setup(payloadSize int) error {
 	if q.eventFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC); err != nil {
 		return err
 	}
-	if q.ring, err = newRing(queueDepth+1, setupSingleIssuer|setupDeferTaskrun); err != nil {
+	if q.ring, err = newQueueRing(); err != nil {
 		return err
 	}
 	for range queueDepth {
@@ -260,6 +260,12 @@ func (q *queue) setup(payloadSize int) error {
 		q.entries = append(q.entries, e)
 	}
 	return nil
+}
+
+// newQueueRing makes the ring of one queue: its entries and the stop event,
+// used by one thread only.
+func newQueueRing() (*ring, error) {
+	return newRing(queueDepth+1, setupSingleIssuer|setupDeferTaskrun)
 }
 
 // register hands every entry to the kernel, and arms the stop event.
@@ -316,10 +322,7 @@ func withdraw(devFD int) error {
 	}
 	defer r.close()
 	for range 100 {
-		s := r.sqe()
-		s[0] = opURingCmd
-		putUint32(s[4:], uint32(devFD))
-		putUint32(s[8:], cmdRegister)
+		putRingCmd(r.sqe(), devFD, cmdRegister) // no buffers: sqe->len 0
 		if err := r.submitAndWait(1); err != nil {
 			return err
 		}
@@ -350,12 +353,17 @@ func newEntry(payloadSize int) (*entry, error) {
 	return e, nil
 }
 
+// putRingCmd makes s a FUSE ring command on the connection devFD.
+func putRingCmd(s []byte, devFD int, cmd uint32) {
+	s[0] = opURingCmd
+	putUint32(s[4:], uint32(devFD))
+	putUint32(s[8:], cmd)
+}
+
 // prepare fills s with a FUSE ring command for entry i.
 func (q *queue) prepare(s []byte, i int, cmd uint32, commitID uint64) {
 	e := q.entries[i]
-	s[0] = opURingCmd
-	putUint32(s[4:], uint32(q.devFD))
-	putUint32(s[8:], cmd)
+	putRingCmd(s, q.devFD, cmd)
 	putUint64(s[16:], uint64(uintptr(unsafe.Pointer(&e.iov[0]))))
 	putUint32(s[24:], 2)
 	putUint64(s[32:], uint64(i))

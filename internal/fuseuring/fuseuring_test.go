@@ -75,7 +75,7 @@ func mount(t *testing.T) (string, *fuseuring.Rings, error) {
 	t.Cleanup(func() {
 		if err := server.Unmount(); err != nil {
 			t.Errorf("unmount: %v", err)
-			abort(mnt)
+			abort(t, mnt)
 		}
 		select {
 		case <-served:
@@ -91,23 +91,18 @@ func mount(t *testing.T) (string, *fuseuring.Rings, error) {
 			t.Fatal(err)
 		}
 	case <-time.After(20 * time.Second):
-		abort(mnt)
+		abort(t, mnt)
 		t.Fatalf("the mount did not answer within 20 s (Start: %v)", startErr)
 	}
 	return mnt, rings, startErr
 }
 
-// abort ends a hung FUSE connection through the fusectl file system. It
-// finds the connection in mountinfo: a stat of the mount would hang too.
-func abort(mnt string) {
-	b, _ := os.ReadFile("/proc/self/mountinfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == mnt {
-			_, minor, _ := strings.Cut(f[2], ":")
-			unix.Mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, "") // where no one has
-			os.WriteFile("/sys/fs/fuse/connections/"+minor+"/abort", []byte("1"), 0)
-		}
+// abort ends a hung FUSE connection through the fusectl file system.
+func abort(t *testing.T, mnt string) {
+	if dev, ok := sqfstest.MountDevice(t, mnt); ok {
+		_, minor, _ := strings.Cut(dev, ":")
+		unix.Mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, "") // where no one has
+		os.WriteFile("/sys/fs/fuse/connections/"+minor+"/abort", []byte("1"), 0)
 	}
 }
 

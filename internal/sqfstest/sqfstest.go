@@ -54,6 +54,23 @@ func Missing(t testing.TB, format string, args ...any) {
 	t.Skipf("SKIPPED, NOT PASSED: %s", msg)
 }
 
+// MountDevice returns the device ("major:minor") of the mount at mnt as
+// /proc/self/mountinfo lists it, and whether it is a mount point. It never
+// touches the mount itself, which may hang.
+func MountDevice(t testing.TB, mnt string) (string, bool) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == mnt {
+			return f[2], true
+		}
+	}
+	return "", false
+}
+
 // Run runs a command and fails the test with its output on error.
 func Run(t testing.TB, name string, args ...string) string {
 	t.Helper()
