@@ -16,9 +16,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/livefs/livefs/internal/xattrat"
 )
 
 // Format is a whiteout format.
@@ -66,6 +70,17 @@ type Changes struct {
 	inodes *inodeMap // overlay format: union inode numbers of copied-up files
 	temp   string    // a RAM area this layer removes on Close
 	seq    atomic.Uint64
+
+	hasWhiteoutBase atomic.Bool // whiteouts are links to whiteoutBase
+	inMemoryFS      bool        // Dir is on tmpfs or ramfs
+
+	// Directories removed from the layer wait in the work directory for
+	// a sweeper goroutine to delete them (see discardDir).
+	discardMu sync.Mutex
+	discards  []string // waiting for the sweeper
+	sweeping  bool     // a sweeper is running
+	closing   bool
+	sweeper   sync.WaitGroup
 }
 
 // Open opens dir as a changes layer. work is the directory for copy-ups in
@@ -120,6 +135,11 @@ func Open(dir, work string, format Format) (*Changes, error) {
 	if err := c.removeStaleTemps(work); err != nil {
 		c.Close()
 		return nil, err
+	}
+	c.setUpWhiteoutBase()
+	var fsStat unix.Statfs_t
+	if unix.Fstatfs(c.fd, &fsStat) == nil {
+		c.inMemoryFS = fsStat.Type == unix.TMPFS_MAGIC || fsStat.Type == unix.RAMFS_MAGIC
 	}
 	return c, nil
 }
@@ -218,6 +238,11 @@ func (c *Changes) RememberedIno(upperIno uint64) (uint64, bool) {
 // InRAM reports whether the layer is a private RAM area.
 func (c *Changes) InRAM() bool { return c.temp != "" }
 
+// Durable reports whether syncing the layer commits anything: not for a
+// RAM area, nor for a directory on tmpfs or ramfs, which keep nothing
+// across a reboot (their fsync does nothing).
+func (c *Changes) Durable() bool { return !c.InRAM() && !c.inMemoryFS }
+
 // FD returns the descriptor of the changes directory: paths of the union
 // resolve relative to it.
 func (c *Changes) FD() int { return c.fd }
@@ -230,8 +255,75 @@ func (c *Changes) TempName() string {
 	return fmt.Sprintf("%s%d.%d", tempPrefix, os.Getpid(), c.seq.Add(1))
 }
 
+// discardDir removes directory p (relative to dirfd), which holds only
+// non-directories (whiteouts, markers), in one step: it moves it into the
+// work directory, where a goroutine deletes it and what it holds. Deleting
+// those inline was most of the time of an rmdir. A server killed before
+// the goroutine got to it leaves a temporary, which the next Open removes.
+func (c *Changes) discardDir(dirfd int, p string) error {
+	tmp := c.TempName()
+	if err := unix.Renameat(dirfd, p, c.workFd, tmp); err != nil {
+		return err
+	}
+	c.removeLater(tmp)
+	return nil
+}
+
+// Discarded directories are deleted in batches, sweepDelay apart: waking a
+// goroutine for each would cost a wake-up of a thread on another CPU per
+// rmdir. Past maxDiscards waiting, rmdir deletes them itself.
+const (
+	sweepDelay  = 5 * time.Millisecond
+	maxDiscards = 1 << 14
+)
+
+// removeLater has the sweeper remove tmp from the work directory.
+func (c *Changes) removeLater(tmp string) {
+	c.discardMu.Lock()
+	if c.closing || len(c.discards) >= maxDiscards {
+		c.discardMu.Unlock()
+		c.RemoveTemp(tmp)
+		return
+	}
+	c.discards = append(c.discards, tmp)
+	start := !c.sweeping
+	c.sweeping = true
+	if start {
+		c.sweeper.Add(1)
+	}
+	c.discardMu.Unlock()
+	if start {
+		go c.sweep()
+	}
+}
+
+// sweep deletes discarded directories until none are left.
+func (c *Changes) sweep() {
+	defer c.sweeper.Done()
+	for {
+		time.Sleep(sweepDelay)
+		c.discardMu.Lock()
+		batch := c.discards
+		c.discards = nil
+		if len(batch) == 0 {
+			c.sweeping = false
+			c.discardMu.Unlock()
+			return
+		}
+		c.discardMu.Unlock()
+		for _, tmp := range batch {
+			c.RemoveTemp(tmp) // a failure leaves it for the next Open
+		}
+	}
+}
+
 // Close releases the lock and the descriptors, and removes a RAM layer.
+// Call it once nothing uses the layer any more.
 func (c *Changes) Close() error {
+	c.discardMu.Lock()
+	c.closing = true
+	c.discardMu.Unlock()
+	c.sweeper.Wait()
 	if c.fd >= 0 {
 		unix.Close(c.fd)
 	}
@@ -261,16 +353,70 @@ func rel(p string) string {
 // Whiteout hides name in directory dir (a union path) from the branches
 // below.
 func (c *Changes) Whiteout(dir, name string) error {
-	switch c.Format {
-	case Overlay:
-		return unix.Mknodat(c.fd, filepath.Join(rel(dir), name), unix.S_IFCHR|0o000, 0)
-	default:
-		fd, err := unix.Openat(c.fd, filepath.Join(rel(dir), aufsWhiteoutPrefix+name), unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o444)
-		if err != nil {
+	if c.Format == Overlay {
+		return c.makeWhiteoutAt(c.fd, filepath.Join(rel(dir), name))
+	}
+	err := c.makeWhiteoutAt(c.fd, filepath.Join(rel(dir), aufsWhiteoutPrefix+name))
+	if errors.Is(err, unix.EEXIST) {
+		return nil // already whited out
+	}
+	return err
+}
+
+// whiteoutBase is the file in the work directory that whiteouts are hard
+// links to, as aufs and overlayfs (since Linux 5.8) make them: a link
+// allocates no inode, and removing one frees none, which made up most of
+// the time of an unlink of a file below and of the rmdir after it.
+const whiteoutBase = "whiteout"
+
+// whiteoutMode is the type and mode of a whiteout.
+func (c *Changes) whiteoutMode() uint32 {
+	if c.Format == Overlay {
+		return unix.S_IFCHR | 0o000 // device 0/0
+	}
+	return unix.S_IFREG | 0o444 // empty; mknod makes it in one call
+}
+
+// makeWhiteoutAt makes a whiteout at p (relative to dirfd): a link to the
+// whiteout base where the file system allows, else a file of its own.
+func (c *Changes) makeWhiteoutAt(dirfd int, p string) error {
+	if c.hasWhiteoutBase.Load() {
+		err := unix.Linkat(c.workFd, whiteoutBase, dirfd, p, 0)
+		if errors.Is(err, unix.EMLINK) && c.renewWhiteoutBase() == nil {
+			err = unix.Linkat(c.workFd, whiteoutBase, dirfd, p, 0)
+		}
+		if err == nil || errors.Is(err, unix.EEXIST) {
 			return err
 		}
-		return unix.Close(fd)
 	}
+	return unix.Mknodat(dirfd, p, c.whiteoutMode(), 0)
+}
+
+// setUpWhiteoutBase makes sure the whiteout base is in the work directory.
+// Without one (a file system without hard links, say) every whiteout is a
+// file of its own.
+func (c *Changes) setUpWhiteoutBase() {
+	var st unix.Stat_t
+	err := unix.Fstatat(c.workFd, whiteoutBase, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if err == nil && st.Mode == c.whiteoutMode() && st.Rdev == 0 && st.Size == 0 {
+		c.hasWhiteoutBase.Store(true)
+		return
+	}
+	c.hasWhiteoutBase.Store(c.renewWhiteoutBase() == nil)
+}
+
+// renewWhiteoutBase puts a fresh whiteout base in place (the old one may
+// have reached the file system's limit of links).
+func (c *Changes) renewWhiteoutBase() error {
+	tmp := c.TempName()
+	if err := unix.Mknodat(c.workFd, tmp, c.whiteoutMode(), 0); err != nil {
+		return err
+	}
+	if err := unix.Renameat(c.workFd, tmp, c.workFd, whiteoutBase); err != nil {
+		unix.Unlinkat(c.workFd, tmp, 0)
+		return err
+	}
+	return nil
 }
 
 // MakeOpaque marks directory dir as hiding the directories below it.
@@ -285,7 +431,7 @@ func (c *Changes) makeOpaqueAt(dirfd int, p string) error {
 		if c.Root {
 			name = "trusted.overlay.opaque"
 		}
-		return unix.Lsetxattr(procPathAt(dirfd, p), name, []byte("y"), 0)
+		return xattrat.Set(dirfd, p, name, []byte("y"), 0)
 	default:
 		fd, err := unix.Openat(dirfd, filepath.Join(p, aufsOpaque), unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o444)
 		if err != nil {
@@ -299,16 +445,9 @@ func (c *Changes) makeOpaqueAt(dirfd int, p string) error {
 // that name: a file, or a directory that is empty as the union shows it
 // (its leftover whiteouts and opaque marker go with it).
 func (c *Changes) Remove(dir, name string, isDir bool) error {
-	return removeEntry(c.fd, filepath.Join(rel(dir), name), isDir)
+	p := filepath.Join(rel(dir), name)
+	if isDir {
+		return c.discardDir(c.fd, p)
+	}
+	return unix.Unlinkat(c.fd, p, 0)
 }
-
-// procPath names an entry for path-only calls (xattrs) relative to the
-// changes directory descriptor.
-func (c *Changes) procPath(p string) string { return procPathAt(c.fd, rel(p)) }
-
-// procPathAt names p, relative to the directory descriptor dirfd, for
-// path-only calls.
-func procPathAt(dirfd int, p string) string { return fmt.Sprintf("/proc/self/fd/%d/%s", dirfd, p) }
-
-// ProcPath is procPath for callers outside the package.
-func (c *Changes) ProcPath(p string) string { return c.procPath(p) }

@@ -68,3 +68,108 @@ func TestOpenRemovesStaleCopyUps(t *testing.T) {
 		})
 	}
 }
+
+// TestWhiteoutsShareOneInode: whiteouts are hard links to one file in the
+// work directory (as aufs and overlayfs make them), and the base is
+// renewed when it is missing or of the wrong kind.
+func TestWhiteoutsShareOneInode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("overlay whiteouts are character devices: mknod needs root")
+	}
+	for _, tc := range []struct {
+		name   string
+		format Format
+		work   bool
+		path   func(dir, name string) string // where the whiteout of name is
+	}{
+		{"aufs", Aufs, false, func(dir, name string) string { return filepath.Join(dir, aufsWhiteoutPrefix+name) }},
+		{"overlay", Overlay, true, func(dir, name string) string { return filepath.Join(dir, name) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := t.TempDir()
+			dir, work := filepath.Join(base, "changes"), ""
+			if tc.work {
+				work = filepath.Join(base, "work")
+			}
+			workDir := work
+			if workDir == "" {
+				workDir = filepath.Join(dir, AufsWorkDir)
+			}
+			if err := os.MkdirAll(workDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			// A base of the wrong kind, as a damaged work directory has.
+			if err := os.WriteFile(filepath.Join(workDir, whiteoutBase), []byte("not empty"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Open(dir, work, tc.format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for _, name := range []string{"a", "b"} {
+				if err := c.Whiteout("", name); err != nil {
+					t.Fatal(err)
+				}
+				if !c.HasWhiteout("", name) {
+					t.Errorf("%s: no whiteout", name)
+				}
+			}
+			var baseSt, a, b unix.Stat_t
+			for p, st := range map[string]*unix.Stat_t{filepath.Join(workDir, whiteoutBase): &baseSt, tc.path(dir, "a"): &a, tc.path(dir, "b"): &b} {
+				if err := unix.Lstat(p, st); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if a.Ino != baseSt.Ino || b.Ino != baseSt.Ino || baseSt.Nlink != 3 {
+				t.Errorf("whiteouts a, b and base: inodes %d, %d, %d, base links %d; want one inode with 3 links", a.Ino, b.Ino, baseSt.Ino, baseSt.Nlink)
+			}
+			if baseSt.Mode != c.whiteoutMode() || baseSt.Size != 0 || baseSt.Rdev != 0 {
+				t.Errorf("base: mode %o size %d rdev %d; want mode %o, empty, device 0", baseSt.Mode, baseSt.Size, baseSt.Rdev, c.whiteoutMode())
+			}
+		})
+	}
+}
+
+// TestDurable: a changes layer in RAM or on tmpfs has nothing to sync.
+func TestDurable(t *testing.T) {
+	ram, err := OpenRAM(Aufs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ram.Close()
+	shm, err := os.MkdirTemp("/dev/shm", "livefs-test-")
+	if err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	defer os.RemoveAll(shm)
+	onTmpfs, err := Open(shm, "", Aufs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer onTmpfs.Close()
+	wd, _ := os.Getwd() // the source tree: on a disk
+	disk, err := os.MkdirTemp(wd, "durable-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(disk)
+	var st unix.Statfs_t
+	if err := unix.Statfs(disk, &st); err != nil || st.Type == unix.TMPFS_MAGIC {
+		t.Fatalf("%s is not on a disk (statfs %v): cannot check a durable layer", disk, err)
+	}
+	onDisk, err := Open(disk, "", Aufs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer onDisk.Close()
+	for _, tc := range []struct {
+		name string
+		c    *Changes
+		want bool
+	}{{"RAM", ram, false}, {"tmpfs", onTmpfs, false}, {"disk", onDisk, true}} {
+		if got := tc.c.Durable(); got != tc.want {
+			t.Errorf("%s: Durable() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -41,19 +41,26 @@ func (c *Changes) ReplaceWithWhiteout(dir, name string, isDir bool) error {
 	p := filepath.Join(rel(dir), name)
 	if c.Format == Overlay {
 		tmp := c.TempName()
-		if err := unix.Mknodat(c.workFd, tmp, unix.S_IFCHR|0o000, 0); err != nil {
+		if err := c.makeWhiteoutAt(c.workFd, tmp); err != nil {
 			return err
 		}
 		if err := unix.Renameat2(c.workFd, tmp, c.fd, p, unix.RENAME_EXCHANGE); err != nil {
 			unix.Unlinkat(c.workFd, tmp, 0)
 			return err
 		}
-		return c.RemoveTemp(tmp)
+		if isDir {
+			c.removeLater(tmp)
+			return nil
+		}
+		return unix.Unlinkat(c.workFd, tmp, 0)
 	}
 	if err := c.Whiteout(dir, name); err != nil {
 		return err
 	}
-	return removeEntry(c.fd, p, isDir)
+	if isDir {
+		return c.discardDir(c.fd, p)
+	}
+	return unix.Unlinkat(c.fd, p, 0)
 }
 
 // ReplaceWhiteout moves an entry made in the work directory at tmp to
@@ -221,5 +228,5 @@ func (c *Changes) RenameOverDir(srcDir, srcName, dstDir, dstName string, srcLowe
 		}
 		return err
 	}
-	return removeEntry(c.fd, src, true)
+	return c.discardDir(c.fd, src)
 }

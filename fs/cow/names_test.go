@@ -120,6 +120,7 @@ func TestNameChanges(t *testing.T) {
 			if _, err := os.Lstat(filepath.Join(dir, "newdir")); !os.IsNotExist(err) {
 				t.Errorf("newdir still there: %v", err)
 			}
+			c.WaitSwept()
 			workDir := work
 			if workDir == "" {
 				workDir = filepath.Join(dir, AufsWorkDir)

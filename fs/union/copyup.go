@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/livefs/livefs/internal/xattrat"
 )
 
 // Copy-up moves an entry of a read-only branch into the changes layer
@@ -195,7 +197,6 @@ func (u *Union) copyMeta(src layerRef, tmp string, a *Attr, id uint64) error {
 			return err
 		}
 	}
-	proc := fmt.Sprintf("/proc/self/fd/%d/%s", work, tmp)
 	names, err := src.b.layer.ListXattr(src.e)
 	if err != nil {
 		return err
@@ -211,7 +212,7 @@ func (u *Union) copyMeta(src layerRef, tmp string, a *Attr, id uint64) error {
 			}
 			return err
 		}
-		if err := unix.Lsetxattr(proc, x, v, 0); err != nil {
+		if err := xattrat.Set(work, tmp, x, v, 0); err != nil {
 			return fmt.Errorf("xattr %s: %w", x, err)
 		}
 	}
@@ -225,7 +226,7 @@ func (u *Union) copyMeta(src layerRef, tmp string, a *Attr, id uint64) error {
 			return err
 		}
 	case !isLink || u.changes.Root:
-		unix.Lsetxattr(proc, u.inoXattr, []byte(strconv.FormatUint(id, 10)), 0)
+		xattrat.Set(work, tmp, u.inoXattr, []byte(strconv.FormatUint(id, 10)), 0)
 	}
 	ts := []unix.Timespec{
 		{Sec: a.Atime, Nsec: int64(a.AtimeNs)},

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/livefs/livefs/internal/xattrat"
 )
 
 // DirLayer is a branch backed by a directory. It holds a descriptor of the
@@ -144,15 +146,9 @@ func (l *DirLayer) Readlink(e Entry) (string, error) {
 	return string(buf[:n]), nil
 }
 
-// procPath names an entry through /proc/self/fd so that xattr calls work
-// relative to the branch descriptor.
-func (l *DirLayer) procPath(rel string) string {
-	return fmt.Sprintf("/proc/self/fd/%d/%s", l.fd, rel)
-}
-
 func (l *DirLayer) ListXattr(e Entry) ([]string, error) {
-	p := l.procPath(e.(*dirEntry).rel)
-	buf, err := xattrCall(func(b []byte) (int, error) { return unix.Llistxattr(p, b) })
+	rel := e.(*dirEntry).rel
+	buf, err := xattrCall(func(b []byte) (int, error) { return xattrat.List(l.fd, rel, b) })
 	if err != nil {
 		if errors.Is(err, unix.ENOTSUP) {
 			return nil, nil
@@ -169,8 +165,8 @@ func (l *DirLayer) ListXattr(e Entry) ([]string, error) {
 }
 
 func (l *DirLayer) GetXattr(e Entry, name string) ([]byte, error) {
-	p := l.procPath(e.(*dirEntry).rel)
-	v, err := xattrCall(func(b []byte) (int, error) { return unix.Lgetxattr(p, name, b) })
+	rel := e.(*dirEntry).rel
+	v, err := xattrCall(func(b []byte) (int, error) { return xattrat.Get(l.fd, rel, name, b) })
 	if err != nil {
 		if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
 			return nil, ErrNoXattr

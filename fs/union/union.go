@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,8 +87,9 @@ func New(layers []Layer, opts Options) *Union {
 	return u
 }
 
-// persistent reports whether the changes layer outlives the mount.
-func (u *Union) persistent() bool { return u.changes != nil && !u.changes.InRAM() }
+// persistent reports whether the changes layer's data can outlive the
+// machine, so that syncing it on close and fsync is worth a request.
+func (u *Union) persistent() bool { return u.changes != nil && u.changes.Durable() }
 
 // inoOf returns the union inode number of a layer entry. A file in the
 // changes layer that was copied up keeps the number it had below, which
@@ -153,9 +155,16 @@ func (u *Union) opaque(b *branch, e Entry) bool {
 	if _, err := b.layer.Lookup(e, aufsOpaqueMarker); err == nil {
 		return true
 	}
-	for _, x := range overlayOpaqueXattrs {
-		if v, err := b.layer.GetXattr(e, x); err == nil && string(v) == "y" {
-			return true
+	// One listing answers for most directories, which have neither xattr.
+	names, err := b.layer.ListXattr(e)
+	if err != nil {
+		return false
+	}
+	for _, x := range names {
+		if slices.Contains(overlayOpaqueXattrs, x) {
+			if v, err := b.layer.GetXattr(e, x); err == nil && string(v) == "y" {
+				return true
+			}
 		}
 	}
 	return false

@@ -8,6 +8,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/livefs/livefs/internal/xattrat"
 )
 
 // The writable union: every change lands in the changes layer (see
@@ -317,13 +319,32 @@ func (n *node) lowerHas(name string) bool {
 	return err == nil
 }
 
+// entryRefs returns the layers behind name in directory n. A file the
+// kernel knows from a lookup, still wholly below, has them in its node
+// (every change of the changes layer goes through the nodes); the rest
+// are looked up afresh (a changes layer entry's link count, say, is not
+// kept up to date in its node).
+func (n *node) entryRefs(name string) ([]layerRef, error) {
+	if ch := n.GetChild(name); ch != nil {
+		if cn, ok := ch.Operations().(*node); ok {
+			cn.mu.Lock()
+			refs := cn.refs
+			cn.mu.Unlock()
+			if len(refs) == 1 && refs[0].b != n.u.upper && !refs[0].e.Attr().IsDir() {
+				return refs, nil
+			}
+		}
+	}
+	n.u.mu.RLock()
+	defer n.u.mu.RUnlock()
+	return n.u.lookup(n.layers(), name)
+}
+
 func (n *node) remove(ctx context.Context, name string, dir bool) syscall.Errno {
 	if n.u.upper == nil {
 		return syscall.EROFS
 	}
-	n.u.mu.RLock()
-	refs, err := n.u.lookup(n.layers(), name)
-	n.u.mu.RUnlock()
+	refs, err := n.entryRefs(name)
 	if err != nil {
 		return toErrno(err)
 	}
@@ -691,7 +712,7 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if err := n.u.copyUp(n); err != nil {
 		return toErrno(err)
 	}
-	return toErrno(unix.Lsetxattr(n.u.changes.ProcPath(n.path()), attr, data, int(flags)))
+	return toErrno(xattrat.Set(n.u.changes.FD(), n.path(), attr, data, int(flags)))
 }
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
@@ -704,5 +725,5 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if err := n.u.copyUp(n); err != nil {
 		return toErrno(err)
 	}
-	return toErrno(unix.Lremovexattr(n.u.changes.ProcPath(n.path()), attr))
+	return toErrno(xattrat.Remove(n.u.changes.FD(), n.path(), attr))
 }
