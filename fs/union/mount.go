@@ -41,9 +41,18 @@ type MountOptions struct {
 	Logger *log.Logger
 }
 
+// Server is a mounted union's FUSE server.
+type Server struct {
+	*fuse.Server
+	done chan struct{} // closed when serving has ended
+}
+
+// Wait blocks until the union is unmounted and the server has stopped.
+func (s *Server) Wait() { <-s.done }
+
 // Mount serves u at mountpoint and returns the running server. Call
 // server.Wait to block until it is unmounted.
-func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
+func Mount(mountpoint string, u *Union, o MountOptions) (*Server, error) {
 	timeout := o.CacheTimeout
 	if timeout == 0 {
 		timeout = time.Hour
@@ -110,8 +119,16 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 		// back until the rings it granted are registered.
 		rings, ringErr = fuseuring.Start(server, raw, &fsOpts.MountOptions)
 	}
+	s := &Server{Server: server, done: make(chan struct{})}
 	go func() {
-		server.Serve()
+		defer close(s.done)
+		if ringErr == nil && rings != nil {
+			// The rings serve every request but FORGET and INTERRUPT.
+			rings.ServeDevice()
+			raw.OnUnmount()
+		} else {
+			server.Serve()
+		}
 		if rings != nil {
 			rings.Close()
 		}
@@ -133,7 +150,7 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*fuse.Server, error) {
 	if u.upper != nil && !o.NoPassthrough {
 		u.passthrough.Store(passthroughWorks(server, u.changes.WorkFD()))
 	}
-	return server, nil
+	return s, nil
 }
 
 // URing reports whether Mount serves the union's requests through per-CPU

@@ -5,10 +5,13 @@
 // machine each of those cross-CPU wake-ups is an inter-processor interrupt
 // that costs tens of microseconds, which is most of a metadata request's time.
 //
-// go-fuse keeps the mount, INIT, FORGET, INTERRUPT and notifications on
-// /dev/fuse; once every queue has registered, the kernel sends every other
-// request through the rings, whose requests go to the same RawFileSystem
-// through go-fuse's ProtocolServer.
+// go-fuse makes the mount and answers INIT on /dev/fuse; once every queue has
+// registered, the kernel sends every request but FORGET and INTERRUPT
+// through the rings, whose requests go to the same RawFileSystem through
+// go-fuse's ProtocolServer. Those two, still on /dev/fuse, are served by a
+// housekeeping thread (ServeDevice) with the same ProtocolServer, in place
+// of go-fuse's readers. See yield_linux.go for how queues keep callers on
+// their CPU.
 package fuseuring
 
 import (
@@ -94,9 +97,22 @@ type Rings struct {
 	queues []*queue
 	wg     sync.WaitGroup
 	devFD  int
+	ps     *fuse.ProtocolServer
+
+	goFuseFile    *os.File        // go-fuse's own /dev/fuse descriptor
+	goFuseReaders *sync.WaitGroup // the /dev/fuse readers go-fuse's Unmount waits for
+	deviceBufSize int             // a /dev/fuse read takes the largest request
+
+	// The housekeeping thread (ServeDevice) and the commit windows (see
+	// yield_linux.go).
+	yielding atomic.Bool // queues commit as SCHED_IDLE threads
+	parked   atomic.Bool // the housekeeping thread waits for the device
+	wakeFD   int         // an eventfd that ends that wait
 }
 
 type queue struct {
+	queueState
+	rings   *Rings
 	id      int
 	ring    *ring
 	eventFD int
@@ -134,7 +150,7 @@ func Start(server *fuse.Server, raw fuse.RawFileSystem, opts *fuse.MountOptions)
 	if kernel.Flags64()&Capability == 0 || opts.ExtraCapabilities&Capability == 0 {
 		return nil, ErrNotGranted
 	}
-	devFD, err := deviceFD(server)
+	devFD, goFuseFile, goFuseReaders, err := deviceFD(server)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrStuck, err)
 	}
@@ -148,10 +164,10 @@ func Start(server *fuse.Server, raw fuse.RawFileSystem, opts *fuse.MountOptions)
 		return nil, withdrawAfter(devFD, err)
 	}
 	payloadSize := roundUp(max(8192, opts.MaxWrite, 128<<10), os.Getpagesize())
-	r := &Rings{devFD: devFD}
+	r := &Rings{devFD: devFD, ps: ps, goFuseFile: goFuseFile, goFuseReaders: goFuseReaders, deviceBufSize: payloadSize + os.Getpagesize()}
 	prepared := make(chan *queue)
 	for _, cpu := range cpus {
-		q := &queue{id: cpu, devFD: devFD, ps: ps, proceed: make(chan bool, 1), registered: make(chan error, 1)}
+		q := &queue{rings: r, id: cpu, devFD: devFD, ps: ps, proceed: make(chan bool, 1), registered: make(chan error, 1)}
 		r.queues = append(r.queues, q)
 		r.wg.Add(1)
 		go func() {
@@ -220,6 +236,7 @@ func (r *Rings) wait() {
 func (q *queue) run(payloadSize int, prepared chan<- *queue) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	q.tid.Store(int32(unix.Gettid()))
 	var cpus unix.CPUSet
 	cpus.Set(q.id)
 	unix.SchedSetaffinity(0, &cpus) // best effort: a CPU may be offline
@@ -400,6 +417,9 @@ func (q *queue) serve() {
 		if stop {
 			return
 		}
+		if err := q.commit(); err != nil {
+			return
+		}
 		if err := q.ring.submitAndWait(1); err != nil {
 			return
 		}
@@ -413,6 +433,7 @@ func (q *queue) handle(i int) {
 	h := e.header
 	inLen := getUint32(h[0:])
 	unique := getUint64(h[8:])
+	q.noteCaller(getUint32(h[32:])) // struct fuse_in_header: len, opcode, unique, nodeid, uid, gid, pid
 	commitID := getUint64(h[entInOutOff+8:])
 	payloadLen := getUint32(h[entInOutOff+16:])
 	opLen := int64(inLen) - inHeaderSize - int64(payloadLen)
@@ -424,14 +445,23 @@ func (q *queue) handle(i int) {
 		n, status = q.ps.HandleRequest(e.in[:], e.out[:])
 	}
 	if !status.Ok() || n < outHeaderSize {
-		putUint32(h[0:], outHeaderSize)
-		putUint32(h[4:], uint32(-int32(status)))
-		putUint64(h[8:], unique)
-		n = outHeaderSize
+		n = putErrorReply(h, unique, status)
 	}
 	putUint32(h[entInOutOff+16:], uint32(n-outHeaderSize))
 	q.served.Add(1)
 	q.prepare(q.ring.sqe(), i, cmdCommitAndFetch, commitID)
+}
+
+// putErrorReply makes out the reply failing request unique with status
+// (EIO where the request got no status), and returns its length.
+func putErrorReply(out []byte, unique uint64, status fuse.Status) int {
+	if status.Ok() {
+		status = fuse.EIO
+	}
+	putUint32(out[0:], outHeaderSize)
+	putUint32(out[4:], uint32(-int32(status)))
+	putUint64(out[8:], unique)
+	return outHeaderSize
 }
 
 func (q *queue) release() {
@@ -459,29 +489,32 @@ func replayInit(ps *fuse.ProtocolServer, kernel *fuse.InitIn) error {
 	return nil
 }
 
-// deviceFD returns a duplicate of server's /dev/fuse descriptor. go-fuse does
-// not export it; a test pins the field names for the go-fuse version in
-// go.mod.
-func deviceFD(server *fuse.Server) (int, error) {
+// deviceFD returns a duplicate of server's /dev/fuse descriptor, go-fuse's
+// own file of it, and the count of readers Unmount waits for (NewServer
+// counts the one Serve will run). go-fuse does not export them; a test
+// pins the field names for the go-fuse version in go.mod.
+func deviceFD(server *fuse.Server) (int, *os.File, *sync.WaitGroup, error) {
 	fail := errors.New("fuseuring: cannot find go-fuse's /dev/fuse descriptor (field layout changed)")
 	v := reflect.ValueOf(server).Elem().FieldByName("fuseFD")
 	if !v.IsValid() || v.Kind() != reflect.Pointer || v.IsNil() {
-		return -1, fail
+		return -1, nil, nil, fail
 	}
 	f := v.Elem().FieldByName("file")
-	if !f.IsValid() || f.Type() != reflect.TypeFor[*os.File]() || f.IsNil() {
-		return -1, fail
+	loops := v.Elem().FieldByName("loops")
+	if !f.IsValid() || f.Type() != reflect.TypeFor[*os.File]() || f.IsNil() || !loops.IsValid() || loops.Type() != reflect.TypeFor[sync.WaitGroup]() {
+		return -1, nil, nil, fail
 	}
-	raw, err := (*os.File)(f.UnsafePointer()).SyscallConn()
+	file := (*os.File)(f.UnsafePointer())
+	raw, err := file.SyscallConn()
 	if err != nil {
-		return -1, err
+		return -1, nil, nil, err
 	}
 	dup := -1
 	var dupErr error
 	if err := raw.Control(func(fd uintptr) { dup, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return -1, err
+		return -1, nil, nil, err
 	}
-	return dup, dupErr
+	return dup, file, (*sync.WaitGroup)(unsafe.Pointer(loops.UnsafeAddr())), dupErr
 }
 
 // possibleCPUs lists the CPUs the kernel makes queues for (all possible

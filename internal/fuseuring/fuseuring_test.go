@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -37,13 +38,41 @@ func requireRings(t *testing.T) {
 	}
 }
 
-type root struct{ fs.Inode }
+type root struct {
+	fs.Inode
+	stuck *stuck
+}
 
 var _ = (fs.NodeOnAdder)((*root)(nil))
 
 func content(i int) []byte { return bytes.Repeat([]byte(fmt.Sprintf("file %d\n", i)), 1000*(i%7)+1) }
 
+// stuck is a file whose reads wait until the kernel interrupts them.
+type stuck struct {
+	fs.Inode
+	reading chan struct{} // a read has begun
+}
+
+var (
+	_ = (fs.NodeOpener)((*stuck)(nil))
+	_ = (fs.NodeReader)((*stuck)(nil))
+)
+
+func (s *stuck) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	return nil, fuse.FOPEN_DIRECT_IO, 0
+}
+
+func (s *stuck) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	select {
+	case s.reading <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return nil, syscall.EINTR
+}
+
 func (r *root) OnAdd(ctx context.Context) {
+	r.AddChild("stuck", r.NewPersistentInode(ctx, r.stuck, fs.StableAttr{}), false)
 	dir := r.NewPersistentInode(ctx, &fs.Inode{}, fs.StableAttr{Mode: syscall.S_IFDIR})
 	r.AddChild("d", dir, false)
 	for i := range 300 {
@@ -55,10 +84,17 @@ func (r *root) OnAdd(ctx context.Context) {
 // mount serves the test tree with rings, and returns the mount point and
 // the rings (nil, with Start's error, when Start failed).
 func mount(t *testing.T) (string, *fuseuring.Rings, error) {
+	mnt, _, rings, err := mountTree(t)
+	return mnt, rings, err
+}
+
+// mountTree is mount that also returns the tree.
+func mountTree(t *testing.T) (string, *root, *fuseuring.Rings, error) {
 	t.Helper()
 	mnt := t.TempDir()
 	opts := &fs.Options{MountOptions: fuse.MountOptions{DirectMount: true, ExtraCapabilities: fuseuring.Capability, MaxWrite: 1 << 20}}
-	raw := fs.NewNodeFS(&root{}, opts)
+	tree := &root{stuck: &stuck{reading: make(chan struct{}, 1)}}
+	raw := fs.NewNodeFS(tree, opts)
 	server, err := fuse.NewServer(raw, mnt, &opts.MountOptions)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +102,11 @@ func mount(t *testing.T) (string, *fuseuring.Rings, error) {
 	rings, startErr := fuseuring.Start(server, raw, &opts.MountOptions)
 	served := make(chan struct{})
 	go func() {
-		server.Serve()
+		if startErr == nil {
+			rings.ServeDevice() // as union.Mount does
+		} else {
+			server.Serve()
+		}
 		if rings != nil {
 			rings.Close()
 		}
@@ -94,7 +134,7 @@ func mount(t *testing.T) (string, *fuseuring.Rings, error) {
 		abort(t, mnt)
 		t.Fatalf("the mount did not answer within 20 s (Start: %v)", startErr)
 	}
-	return mnt, rings, startErr
+	return mnt, tree, rings, startErr
 }
 
 // abort ends a hung FUSE connection through the fusectl file system.
@@ -184,5 +224,106 @@ func TestFailedSetupFallsBackToDevice(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(mnt, "d", "5"))
 	if err != nil || !bytes.Equal(got, content(5)) {
 		t.Errorf("d/5 over /dev/fuse: %d bytes, %v", len(got), err)
+	}
+}
+
+// A signal to a caller waiting for a request served on a ring must reach
+// that request: the kernel sends the INTERRUPT over /dev/fuse, and the
+// caller cannot go until the server answers.
+func TestInterruptReachesQueuedRequest(t *testing.T) {
+	requireRings(t)
+	mnt, tree, _, err := mountTree(t)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	cat := exec.Command("cat", filepath.Join(mnt, "stuck"))
+	if err := cat.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cat.Wait() }()
+	select {
+	case <-tree.stuck.reading:
+	case err := <-exited:
+		t.Fatalf("cat ended before its read reached the server: %v", err)
+	case <-time.After(20 * time.Second):
+		cat.Process.Kill()
+		t.Fatal("the read did not reach the server within 20 s")
+	}
+	cat.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		abort(t, mnt)
+		t.Fatal("cat still waits for its read 20 s after SIGTERM: the INTERRUPT did not reach the request")
+	}
+}
+
+// A queue thread that commits as a SCHED_IDLE thread and is kept waiting
+// (on a busy CPU) gets its normal policy back from the housekeeping
+// thread, so the requests of other callers on its CPU do not starve.
+func TestCommitWindowIsEnded(t *testing.T) {
+	requireRings(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs: a caller must come from another CPU's queue")
+	}
+	ended := make(chan bool, 100)
+	checked := make(chan struct{}) // windows after the checks do not count
+	fuseuring.SetWindowHook(func() {
+		// Stand for a CPU too busy to run the thread: wait to be given
+		// the normal policy back.
+		for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(time.Millisecond) {
+			if policy, err := unix.SchedGetAttr(0, 0); err == nil && policy.Policy == unix.SCHED_NORMAL {
+				ended <- true
+				return
+			}
+			select {
+			case <-checked:
+				return
+			default:
+			}
+		}
+		ended <- false
+	})
+	defer fuseuring.SetWindowHook(nil)
+	defer close(checked)
+	mnt, rings, err := mount(t)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	for wait := time.Now(); !rings.Yielding(); time.Sleep(time.Millisecond) {
+		if time.Since(wait) > 5*time.Second { // ServeDevice turns it on
+			t.Fatal("the queues do not yield their commits although this process may leave SCHED_IDLE")
+		}
+	}
+	read := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // one caller (thread) throughout
+		defer runtime.UnlockOSThread()
+		var set unix.CPUSet
+		for _, cpu := range []int{1, 0, 1} { // each move makes the queue it comes to yield
+			set.Zero()
+			set.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				read <- err
+				return
+			}
+			if _, err := os.ReadFile(filepath.Join(mnt, "d", "1")); err != nil {
+				read <- err
+				return
+			}
+		}
+		read <- nil
+	}()
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+	if len(ended) == 0 {
+		t.Fatal("no commit window began although the caller moved between CPUs")
+	}
+	for len(ended) > 0 {
+		if !<-ended {
+			t.Fatal("a commit window was not ended within 10 s")
+		}
 	}
 }

@@ -142,6 +142,11 @@ func (r *ring) submitAndWait(want uint32) error {
 	}
 }
 
+// hasUnsubmitted reports whether entries await submission.
+func (r *ring) hasUnsubmitted() bool {
+	return r.unsubmitted > 0 || r.localTail != atomic.LoadUint32(r.sqTail)
+}
+
 // completions calls f for every completion ready and consumes them.
 func (r *ring) completions(f func(cqe)) {
 	head := *r.cqHead
