@@ -4,7 +4,9 @@
 # src/net), changes on tmpfs, page cache dropped before the walks and the
 # read. Phases: walk; read all; cp -a of src/runtime inside the union;
 # append a line to 2,000 lower files (copy-up); rm -rf src/cmd; mv of a
-# lower directory (src/crypto); walk again. One run per contender, seconds.
+# lower directory (src/crypto); walk again. BENCH_RUNS rounds, the
+# contenders alternating in each; median seconds per phase, and each
+# contender's phases and total against the kernel's.
 source "$(dirname "$0")/common.sh"
 lower=$(image zstd)
 shadow=$work/shadow-$block.sqfs
@@ -41,20 +43,50 @@ cpdir() { cp -a "$mnt/src/runtime" "$mnt/runtime-copy"; }
 appendall() { find "$mnt/src" -type f | sort | head -2000 | while read -r f; do echo "appended" >> "$f"; done; }
 rmtree() { rm -rf "$mnt/src/cmd"; }
 mvdir() { mv "$mnt/src/crypto" "$mnt/crypto-moved"; }
-echo "tree: $tree + shadow bundle of src/net, zstd $block, changes on tmpfs, $(nproc) cores; seconds"
+echo "tree: $tree + shadow bundle of src/net, zstd $block, changes on tmpfs, $(nproc) cores; median of $runs runs, seconds"
 echo
+phases="walk readall cpdir appendall rmtree mvdir walk2"
+declare -A T
+for ((run = 0; run < runs; run++)); do
+  for who in $contenders; do
+    setup "$who"
+    drop_caches; T[$who,walk]+=" $(seconds walk)"
+    drop_caches; T[$who,readall]+=" $(seconds readall)"
+    T[$who,cpdir]+=" $(seconds cpdir)"
+    T[$who,appendall]+=" $(seconds appendall)"
+    T[$who,rmtree]+=" $(seconds rmtree)"
+    T[$who,mvdir]+=" $(seconds mvdir)"
+    drop_caches; T[$who,walk2]+=" $(seconds walk)"
+    teardown "$who"
+  done
+done
+declare -A M
+for who in $contenders; do
+  total=0
+  for ph in $phases; do
+    # shellcheck disable=SC2086 # the runs' times, one word each
+    M[$who,$ph]=$(median ${T[$who,$ph]})
+    total=$(awk -v a="$total" -v b="${M[$who,$ph]}" 'BEGIN {printf "%.3f", a + b}')
+  done
+  M[$who,total]=$total
+done
 echo "| contender | walk | read all | cp -a (runtime, $(find "$tree/src/runtime" | wc -l) entries) | append 2,000 | rm -rf (src/cmd, $(find "$tree/src/cmd" | wc -l) entries) | mv dir | walk again | total |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for who in $contenders; do
-  setup "$who"
-  drop_caches; t1=$(seconds walk)
-  drop_caches; t2=$(seconds readall)
-  t3=$(seconds cpdir)
-  t4=$(seconds appendall)
-  t5=$(seconds rmtree)
-  t6=$(seconds mvdir)
-  drop_caches; t7=$(seconds walk)
-  total=$(awk -v a="$t1" -v b="$t2" -v c="$t3" -v d="$t4" -v e="$t5" -v f="$t6" -v g="$t7" 'BEGIN {printf "%.3f", a+b+c+d+e+f+g}')
-  echo "| $who | $t1 | $t2 | $t3 | $t4 | $t5 | $t6 | $t7 | $total |"
-  teardown "$who"
+  row="| $who"
+  for ph in $phases total; do row+=" | ${M[$who,$ph]}"; done
+  echo "$row |"
 done
+if [[ " $contenders " == *" kernel "* ]]; then
+  echo
+  echo "Against the kernel (phase time / kernel's):"
+  echo
+  echo "| contender | walk | read all | cp -a | append | rm -rf | mv dir | walk again | total |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for who in $contenders; do
+    [[ $who == kernel ]] && continue
+    row="| $who"
+    for ph in $phases total; do row+=" | $(ratio "${M[$who,$ph]}" "${M[kernel,$ph]}")"; done
+    echo "$row |"
+  done
+fi

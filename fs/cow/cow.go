@@ -74,8 +74,8 @@ type Changes struct {
 	hasWhiteoutBase atomic.Bool // whiteouts are links to whiteoutBase
 	inMemoryFS      bool        // Dir is on tmpfs or ramfs
 
-	// Directories removed from the layer wait in the work directory for
-	// a sweeper goroutine to delete them (see discardDir).
+	// Entries removed from the layer wait in the work directory for
+	// a sweeper goroutine to delete them (see discard).
 	discardMu sync.Mutex
 	discards  []string // waiting for the sweeper
 	sweeping  bool     // a sweeper is running
@@ -163,12 +163,12 @@ func (c *Changes) removeStaleTemps(work string) error {
 		if !strings.HasPrefix(n, tempPrefix) {
 			continue
 		}
-		// A new copy's inode record goes with it; a temporary hard link
-		// to a file (nlink 2 or more) shares its inode with a name that
-		// stays.
+		// A new copy's or a discarded entry's inode record goes with it;
+		// a temporary hard link to a file shares its inode with a name
+		// that stays.
 		var st unix.Stat_t
-		if unix.Fstatat(c.workFd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && (st.Nlink <= 1 || st.Mode&unix.S_IFMT == unix.S_IFDIR) {
-			if err := c.ForgetIno(st.Ino); err != nil {
+		if unix.Fstatat(c.workFd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+			if err := c.forgetIfLastName(&st); err != nil {
 				return err
 			}
 		}
@@ -255,12 +255,13 @@ func (c *Changes) TempName() string {
 	return fmt.Sprintf("%s%d.%d", tempPrefix, os.Getpid(), c.seq.Add(1))
 }
 
-// discardDir removes directory p (relative to dirfd), which holds only
-// non-directories (whiteouts, markers), in one step: it moves it into the
-// work directory, where a goroutine deletes it and what it holds. Deleting
-// those inline was most of the time of an rmdir. A server killed before
-// the goroutine got to it leaves a temporary, which the next Open removes.
-func (c *Changes) discardDir(dirfd int, p string) error {
+// discard removes p (relative to dirfd): a file, or a directory holding
+// only non-directories (whiteouts, markers). It moves it into the work
+// directory, where a goroutine deletes it later: deleting a directory's
+// whiteouts, or the data of a file, was most of the time of an rmdir or
+// an unlink. A server killed before the goroutine got to it leaves a
+// temporary, which the next Open removes.
+func (c *Changes) discard(dirfd int, p string) error {
 	tmp := c.TempName()
 	if err := unix.Renameat(dirfd, p, c.workFd, tmp); err != nil {
 		return err
@@ -269,9 +270,9 @@ func (c *Changes) discardDir(dirfd int, p string) error {
 	return nil
 }
 
-// Discarded directories are deleted in batches, sweepDelay apart: waking a
+// Discarded entries are deleted in batches, sweepDelay apart: waking a
 // goroutine for each would cost a wake-up of a thread on another CPU per
-// rmdir. Past maxDiscards waiting, rmdir deletes them itself.
+// removal. Past maxDiscards waiting, removals delete them themselves.
 const (
 	sweepDelay  = 5 * time.Millisecond
 	maxDiscards = 1 << 14
@@ -297,7 +298,7 @@ func (c *Changes) removeLater(tmp string) {
 	}
 }
 
-// sweep deletes discarded directories until none are left.
+// sweep deletes discarded entries until none are left.
 func (c *Changes) sweep() {
 	defer c.sweeper.Done()
 	for {
@@ -444,10 +445,6 @@ func (c *Changes) makeOpaqueAt(dirfd int, p string) error {
 // Remove removes dir/name from the changes layer where nothing below has
 // that name: a file, or a directory that is empty as the union shows it
 // (its leftover whiteouts and opaque marker go with it).
-func (c *Changes) Remove(dir, name string, isDir bool) error {
-	p := filepath.Join(rel(dir), name)
-	if isDir {
-		return c.discardDir(c.fd, p)
-	}
-	return unix.Unlinkat(c.fd, p, 0)
+func (c *Changes) Remove(dir, name string) error {
+	return c.discard(c.fd, filepath.Join(rel(dir), name))
 }

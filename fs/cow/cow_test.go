@@ -173,3 +173,67 @@ func TestDurable(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedInodeRecords: in the overlay format the inode number recorded
+// for a file goes when its last name is deleted (a new file may get its
+// number), not while another name keeps the inode; directories have one.
+func TestRemovedInodeRecords(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("overlay whiteouts are character devices: mknod needs root")
+	}
+	base := t.TempDir()
+	dir := filepath.Join(base, "changes")
+	c, err := Open(dir, filepath.Join(base, "work"), Overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, p := range []string{"only", "linked"} {
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(dir, "linked"), filepath.Join(dir, "other-name")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"d1", "d2"} {
+		if err := os.Mkdir(filepath.Join(dir, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ino := map[string]uint64{}
+	for i, p := range []string{"only", "linked", "d1", "d2"} {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(dir, p), &st); err != nil {
+			t.Fatal(err)
+		}
+		ino[p] = st.Ino
+		if err := c.RememberIno(st.Ino, uint64(1000+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, rm := range []struct {
+		name     string
+		whiteout bool
+	}{{"only", false}, {"linked", true}, {"d1", false}, {"d2", true}} {
+		remove := c.Remove
+		if rm.whiteout {
+			remove = c.ReplaceWithWhiteout
+		}
+		if err := remove("", rm.name); err != nil {
+			t.Fatalf("removing %s: %v", rm.name, err)
+		}
+	}
+	c.WaitSwept()
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{{"only", false}, {"linked", true}, {"d1", false}, {"d2", false}} {
+		if _, got := c.RememberedIno(ino[tc.name]); got != tc.want {
+			t.Errorf("%s: record kept %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if !c.HasWhiteout("", "linked") || !c.HasWhiteout("", "d2") {
+		t.Error("ReplaceWithWhiteout left no whiteout")
+	}
+}

@@ -1,4 +1,4 @@
 package cow
 
-// WaitSwept waits for the removal of the directories discarded so far.
+// WaitSwept waits for the deletion of the entries discarded so far.
 func (c *Changes) WaitSwept() { c.sweeper.Wait() }

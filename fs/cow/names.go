@@ -36,11 +36,18 @@ func (c *Changes) HasWhiteout(dir, name string) bool {
 
 // ReplaceWithWhiteout removes dir/name (a file, or a directory holding
 // only whiteouts and markers) and leaves a whiteout in its place, as one
-// step for whoever looks.
-func (c *Changes) ReplaceWithWhiteout(dir, name string, isDir bool) error {
+// step for whoever looks. What it removed goes to the work directory and
+// is deleted there later (see discard).
+func (c *Changes) ReplaceWithWhiteout(dir, name string) error {
 	p := filepath.Join(rel(dir), name)
 	if c.Format == Overlay {
+		// One call, as overlayfs does it; RENAME_WHITEOUT needs
+		// CAP_MKNOD and a file system that makes whiteouts.
 		tmp := c.TempName()
+		if unix.Renameat2(c.fd, p, c.workFd, tmp, unix.RENAME_WHITEOUT) == nil {
+			c.removeLater(tmp)
+			return nil
+		}
 		if err := c.makeWhiteoutAt(c.workFd, tmp); err != nil {
 			return err
 		}
@@ -48,19 +55,13 @@ func (c *Changes) ReplaceWithWhiteout(dir, name string, isDir bool) error {
 			unix.Unlinkat(c.workFd, tmp, 0)
 			return err
 		}
-		if isDir {
-			c.removeLater(tmp)
-			return nil
-		}
-		return unix.Unlinkat(c.workFd, tmp, 0)
+		c.removeLater(tmp)
+		return nil
 	}
 	if err := c.Whiteout(dir, name); err != nil {
 		return err
 	}
-	if isDir {
-		return c.discardDir(c.fd, p)
-	}
-	return unix.Unlinkat(c.fd, p, 0)
+	return c.discard(c.fd, p)
 }
 
 // ReplaceWhiteout moves an entry made in the work directory at tmp to
@@ -89,7 +90,8 @@ func (c *Changes) MakeTempOpaque(tmp string) error {
 }
 
 // RemoveTemp removes a temporary from the work directory: a file, or a
-// directory holding only non-directories.
+// directory holding only non-directories. The inode number recorded for
+// it goes too when its last name does (a new file may get the number).
 func (c *Changes) RemoveTemp(tmp string) error {
 	var st unix.Stat_t
 	if err := unix.Fstatat(c.workFd, tmp, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -98,7 +100,19 @@ func (c *Changes) RemoveTemp(tmp string) error {
 		}
 		return err
 	}
+	if err := c.forgetIfLastName(&st); err != nil {
+		return err
+	}
 	return removeEntry(c.workFd, tmp, st.Mode&unix.S_IFMT == unix.S_IFDIR)
+}
+
+// forgetIfLastName drops the inode number record of an entry about to be
+// deleted if no other name keeps its inode (directories have one name).
+func (c *Changes) forgetIfLastName(st *unix.Stat_t) error {
+	if st.Nlink <= 1 || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return c.ForgetIno(st.Ino)
+	}
+	return nil
 }
 
 // removeEntry unlinks a file, or empties a directory of its
@@ -228,5 +242,5 @@ func (c *Changes) RenameOverDir(srcDir, srcName, dstDir, dstName string, srcLowe
 		}
 		return err
 	}
-	return c.discardDir(c.fd, src)
+	return c.discard(c.fd, src)
 }

@@ -2,6 +2,7 @@ package union_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -10,6 +11,9 @@ import (
 	"sync"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/livefs/livefs/fs/cow"
 	"github.com/livefs/livefs/fs/sqfs"
 	"github.com/livefs/livefs/internal/sqfstest"
 )
@@ -214,4 +218,91 @@ func TestConcurrentListings(t *testing.T) {
 	if err := check(); err != nil {
 		t.Errorf("after the storm: %v", err)
 	}
+}
+
+// TestConcurrentRenamesAndCreates: files created through a directory
+// descriptor while the directory's parent is renamed back and forth land
+// in the changes layer where the directory is at that moment (the server
+// keeps directories' paths between renames), and are all there after a
+// remount.
+func TestConcurrentRenamesAndCreates(t *testing.T) {
+	sqfstest.RequireRoot(t)
+	lower := filepath.Join(t.TempDir(), "lower")
+	if err := os.MkdirAll(filepath.Join(lower, "a/sub/deeper"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(lower, "a/sub/deeper/old"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "lower.sb")
+	sqfstest.Mksquashfs(t, lower, img, "-comp", "zstd")
+	changes := filepath.Join(t.TempDir(), "changes")
+	mnt, unmount := mountWritable(t, changes, cow.Aufs, img)
+
+	const writers, files, renames = 2, 300, 200
+	var wg sync.WaitGroup
+	errs := make(chan error, writers+1)
+	for w := 0; w < writers; w++ {
+		dir, err := unix.Open(filepath.Join(mnt, "a/sub/deeper"), unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer unix.Close(dir)
+			for i := 0; i < files; i++ {
+				name := fmt.Sprintf("w%d-%03d", w, i)
+				fd, err := unix.Openat(dir, name, unix.O_CREAT|unix.O_WRONLY|unix.O_EXCL, 0o644)
+				if err == nil {
+					_, err = unix.Write(fd, []byte(name))
+					unix.Close(fd)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("create %s: %w", name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		names := []string{"a", "b"}
+		for i := 0; i < renames; i++ {
+			from, to := filepath.Join(mnt, names[i%2]), filepath.Join(mnt, names[(i+1)%2])
+			if err := unix.Rename(from, to); err != nil {
+				errs <- fmt.Errorf("rename %s %s: %w", from, to, err)
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		dir := filepath.Join(mnt, "a/sub/deeper") // renames is even: back at a
+		for w := 0; w < writers; w++ {
+			for i := 0; i < files; i++ {
+				name := fmt.Sprintf("w%d-%03d", w, i)
+				if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(got) != name {
+					t.Errorf("%s: %s: got %q (%v)", when, name, got, err)
+					return
+				}
+			}
+		}
+		if got, err := os.ReadFile(filepath.Join(dir, "old")); err != nil || string(got) != "old" {
+			t.Errorf("%s: old: got %q (%v)", when, got, err)
+		}
+		if _, err := os.Lstat(filepath.Join(mnt, "b")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: b still there (%v)", when, err)
+		}
+	}
+	check("after the renames")
+	unmount()
+	mnt, _ = mountWritable(t, changes, cow.Aufs, img)
+	check("after remount")
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -33,6 +34,14 @@ type node struct {
 	// cachedOpens counts the open handles that go through the kernel's
 	// page cache (not passthrough); see openWritable.
 	cachedOpens int
+
+	dirPath atomic.Pointer[keptPath] // directories: path() between renames
+}
+
+// keptPath is a directory's path, valid while Union.renames stays at gen.
+type keptPath struct {
+	gen  uint64
+	path string
 }
 
 var (
@@ -64,22 +73,47 @@ func (n *node) layers() []layerRef {
 	return cp
 }
 
-// path is the node's path in the union ("." for the root).
+// path is the node's path in the union ("." for the root). Every request
+// on the changes layer names its entry by path, and go-fuse builds one by
+// walking up the tree, so a directory keeps its path until the next
+// rename (a file may have several names, of which go-fuse picks one).
+// Renames run alone (see namespaceFS) and are counted after go-fuse has
+// moved the node; the count is read before the walk, so a walk that
+// raced one is kept under a count already passed.
 func (n *node) path() string {
-	if p := n.Path(nil); p != "" {
-		return p
+	gen := n.u.renames.Load()
+	if kept := n.dirPath.Load(); kept != nil && kept.gen == gen {
+		return kept.path
 	}
-	return "."
+	p := n.Path(nil)
+	if p == "" {
+		p = "."
+	}
+	if n.IsDir() {
+		n.dirPath.Store(&keptPath{gen, p})
+	}
+	return p
 }
 
-func (n *node) top() layerRef { return n.layers()[0] }
+// top is layers()[0], without copying the rest.
+func (n *node) top() layerRef {
+	n.mu.Lock()
+	t := n.refs[0]
+	n.mu.Unlock()
+	if t.b == n.u.upper {
+		return layerRef{t.b, &dirEntry{rel: n.path(), attr: *t.e.Attr()}}
+	}
+	return t
+}
 
 // attr returns the node's current attributes: those of the changes layer
 // are read afresh, the branches below cannot change.
 func (n *node) attr() (*Attr, error) {
-	t := n.top()
+	n.mu.Lock()
+	t := n.refs[0]
+	n.mu.Unlock()
 	if t.b == n.u.upper {
-		e, err := n.u.upperLayer.stat(t.e.(*dirEntry).rel)
+		e, err := n.u.upperLayer.stat(n.path())
 		if err != nil {
 			return nil, err
 		}

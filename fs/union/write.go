@@ -306,7 +306,9 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 // lowerHas reports whether name is visible in directory n's layers below
 // the changes layer: deleting it then needs a whiteout.
 func (n *node) lowerHas(name string) bool {
-	refs := n.layers()
+	n.mu.Lock()
+	refs := n.refs // below the changes layer: no path to renew
+	n.mu.Unlock()
 	if len(refs) > 0 && refs[0].b == n.u.upper {
 		refs = refs[1:]
 	}
@@ -319,20 +321,23 @@ func (n *node) lowerHas(name string) bool {
 	return err == nil
 }
 
-// entryRefs returns the layers behind name in directory n. A file the
-// kernel knows from a lookup, still wholly below, has them in its node
-// (every change of the changes layer goes through the nodes); the rest
-// are looked up afresh (a changes layer entry's link count, say, is not
-// kept up to date in its node).
-func (n *node) entryRefs(name string) ([]layerRef, error) {
-	if ch := n.GetChild(name); ch != nil {
-		if cn, ok := ch.Operations().(*node); ok {
+// removalRefs returns the layers behind name in directory n, for remove.
+// An entry the kernel knows from a lookup has them in its node (every
+// change of the layers goes through the nodes); a directory's with a
+// fresh path for the changes layer (remove lists it), a file's as they are
+// (remove needs only its kind). The rest are looked up.
+func (n *node) removalRefs(name string) ([]layerRef, error) {
+	if cn := n.childNode(name); cn != nil {
+		var refs []layerRef
+		if cn.IsDir() {
+			refs = cn.layers()
+		} else {
 			cn.mu.Lock()
-			refs := cn.refs
+			refs = cn.refs
 			cn.mu.Unlock()
-			if len(refs) == 1 && refs[0].b != n.u.upper && !refs[0].e.Attr().IsDir() {
-				return refs, nil
-			}
+		}
+		if len(refs) > 0 {
+			return refs, nil
 		}
 	}
 	n.u.mu.RLock()
@@ -344,7 +349,7 @@ func (n *node) remove(ctx context.Context, name string, dir bool) syscall.Errno 
 	if n.u.upper == nil {
 		return syscall.EROFS
 	}
-	refs, err := n.entryRefs(name)
+	refs, err := n.removalRefs(name)
 	if err != nil {
 		return toErrno(err)
 	}
@@ -369,17 +374,16 @@ func (n *node) remove(ctx context.Context, name string, dir bool) syscall.Errno 
 	}
 	n.u.copyMu.Lock()
 	defer n.u.copyMu.Unlock()
-	c := n.u.changes
+	// What is removed from the changes layer is deleted later, its inode
+	// number record with it (see cow.Changes.discard).
+	c, dirPath := n.u.changes, n.path()
 	if refs[0].b != n.u.upper {
-		return toErrno(c.Whiteout(n.path(), name))
+		return toErrno(c.Whiteout(dirPath, name))
 	}
-	if a := refs[0].e.Attr(); !dir && a.Nlink <= 1 {
-		c.ForgetIno(a.Ino) // its inode number may be reused
+	if len(refs) > 1 || n.lowerHas(name) { // a directory merged with ones below, or hiding some
+		return toErrno(c.ReplaceWithWhiteout(dirPath, name))
 	}
-	if n.lowerHas(name) {
-		return toErrno(c.ReplaceWithWhiteout(n.path(), name, dir))
-	}
-	return toErrno(c.Remove(n.path(), name, dir))
+	return toErrno(c.Remove(dirPath, name))
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
