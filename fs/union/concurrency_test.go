@@ -224,7 +224,8 @@ func TestConcurrentListings(t *testing.T) {
 // descriptor while the directory's parent is renamed back and forth land
 // in the changes layer where the directory is at that moment (the server
 // keeps directories' paths between renames), and are all there after a
-// remount.
+// remount. The first creates copy the directories up while the first
+// rename copies the tree up.
 func TestConcurrentRenamesAndCreates(t *testing.T) {
 	sqfstest.RequireRoot(t)
 	lower := filepath.Join(t.TempDir(), "lower")

@@ -67,13 +67,19 @@ func (u *Union) copyUp(n *node) error {
 	if err := u.copyEntry(src, p, n.id); err != nil {
 		return err
 	}
-	e, err := u.upperLayer.stat(p)
+	return n.tookCopy(p)
+}
+
+// tookCopy points n, until now wholly below, at its copy at p in the
+// changes layer.
+func (n *node) tookCopy(p string) error {
+	e, err := n.u.upperLayer.stat(p)
 	if err != nil {
 		return err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	refs := []layerRef{{u.upper, e}}
+	refs := []layerRef{{n.u.upper, e}}
 	if e.Attr().IsDir() {
 		refs = append(refs, n.refs...) // the directory still merges with those below
 	}
@@ -237,9 +243,12 @@ func (u *Union) copyMeta(src layerRef, tmp string, a *Attr, id uint64) error {
 
 // copyUpTree copies a whole directory tree into the changes layer, so that
 // it can be renamed there (aufs's way; overlayfs answers EXDEV instead).
-func (u *Union) copyUpTree(refs []layerRef, p string) error {
+// n is the directory's node, nil if the kernel knows none: the nodes of
+// what it copies are pointed at the copies, as copyUp does. The caller
+// holds u.copyMu.
+func (u *Union) copyUpTree(refs []layerRef, p string, n *node) error {
 	if refs[0].b != u.upper {
-		if err := u.copyEntry(refs[0], p, u.inoOf(refs[0])); err != nil {
+		if err := u.copyEntryOf(refs[0], p, n); err != nil {
 			return err
 		}
 		e, err := u.upperLayer.stat(p)
@@ -257,16 +266,41 @@ func (u *Union) copyUpTree(refs []layerRef, p string) error {
 		if err != nil {
 			return err
 		}
+		var cn *node
+		if n != nil {
+			cn = n.childNode(de.Name)
+		}
 		cp := path.Join(p, de.Name)
 		if child[0].e.Attr().IsDir() {
-			if err := u.copyUpTree(child, cp); err != nil {
+			if err := u.copyUpTree(child, cp, cn); err != nil {
 				return err
 			}
 		} else if child[0].b != u.upper {
-			if err := u.copyEntry(child[0], cp, u.inoOf(child[0])); err != nil {
+			if err := u.copyEntryOf(child[0], cp, cn); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// copyEntryOf copies src, the top of node n (nil if the kernel knows
+// none), to p in the changes layer, keeping n's inode number, and points
+// n at the copy. The caller holds u.copyMu, and found src before it took
+// it: if p is in the changes layer by now, a copy-up came in between (the
+// kernel keeps the name itself from changing), and n takes that copy.
+func (u *Union) copyEntryOf(src layerRef, p string, n *node) error {
+	if _, err := u.upperLayer.stat(p); err == nil {
+		if n == nil || n.inUpper() {
+			return nil
+		}
+		return n.tookCopy(p)
+	}
+	if n == nil {
+		return u.copyEntry(src, p, u.inoOf(src))
+	}
+	if err := u.copyEntry(src, p, n.id); err != nil {
+		return err
+	}
+	return n.tookCopy(p)
 }

@@ -108,7 +108,7 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*Server, error) {
 			ringErr = fuseuring.ErrNotGranted // nothing lost: it would not grant them
 		}
 	}
-	raw := newNamespaceFS(newNoOpendirFS(fs.NewNodeFS(root, fsOpts)), &u.renames)
+	raw := newNamespaceFS(newNoOpendirFS(fs.NewNodeFS(root, fsOpts)), &u.ns)
 	server, err := fuse.NewServer(raw, mountpoint, &fsOpts.MountOptions)
 	if err != nil {
 		return nil, err

@@ -77,11 +77,11 @@ func (n *node) layers() []layerRef {
 // on the changes layer names its entry by path, and go-fuse builds one by
 // walking up the tree, so a directory keeps its path until the next
 // rename (a file may have several names, of which go-fuse picks one).
-// Renames run alone (see namespaceFS) and are counted after go-fuse has
+// Renames move alone (see namespace) and are counted after go-fuse has
 // moved the node; the count is read before the walk, so a walk that
 // raced one is kept under a count already passed.
 func (n *node) path() string {
-	gen := n.u.renames.Load()
+	gen := n.u.ns.renames.Load()
 	if kept := n.dirPath.Load(); kept != nil && kept.gen == gen {
 		return kept.path
 	}
@@ -341,6 +341,11 @@ func (n *node) Flush(ctx context.Context, f fs.FileHandle) syscall.Errno {
 // until the kernel forgets the node. One reader per node keeps the
 // sequential-read detection that drives readahead.
 func (n *node) reader() (FileReader, error) {
+	// A file of the changes layer opens by path (see namespace). READ is
+	// not among the requests namespaceFS holds back: reads of bundles go
+	// on while a rename moves.
+	n.u.ns.mu.RLock()
+	defer n.u.ns.mu.RUnlock()
 	t := n.top()
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -55,9 +55,7 @@ type Union struct {
 	changes    *cow.Changes
 	inoXattr   string     // xattr recording a copied-up file's inode number ("": the layer keeps a map)
 	copyMu     sync.Mutex // serialises copy-ups and namespace changes in the changes layer
-	// renames counts renames: a directory's path kept from before one may
-	// be stale (see node.path).
-	renames atomic.Uint64
+	ns         namespace  // renames against requests that use paths
 
 	loggedMu sync.Mutex
 	logged   map[string]bool

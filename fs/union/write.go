@@ -455,6 +455,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if err := n.u.moveUpLocked(src, srcPath, child); err != nil {
 		return toErrno(err)
 	}
+	if n.u.ns.preparingRename() {
+		return errPrepared
+	}
 	c := n.u.changes
 	dstPath := path.Join(np.path(), newName)
 	dstLower := np.lowerHas(newName)
@@ -523,6 +526,9 @@ func (n *node) exchange(name string, np *node, newName string) syscall.Errno {
 	if err := n.u.moveUpLocked(b, pathB, childB); err != nil {
 		return toErrno(err)
 	}
+	if n.u.ns.preparingRename() {
+		return errPrepared
+	}
 	// A directory landing on a name the layers below have must not merge
 	// with it; both trees are wholly in the changes layer now, so each is
 	// marked before the swap, which then does all in one step.
@@ -556,16 +562,12 @@ func (n *node) exchange(name string, np *node, newName string) syscall.Errno {
 // caller holds u.copyMu.
 func (u *Union) moveUpLocked(refs []layerRef, p string, child *node) error {
 	if refs[0].e.Attr().IsDir() {
-		return u.copyUpTree(refs, p)
+		return u.copyUpTree(refs, p, child)
 	}
 	if refs[0].b == u.upper {
 		return nil
 	}
-	id := u.inoOf(refs[0])
-	if child != nil {
-		id = child.id
-	}
-	return u.copyEntry(refs[0], p, id)
+	return u.copyEntryOf(refs[0], p, child)
 }
 
 // renewMoved points a node moved to p in the changes layer, and every node
