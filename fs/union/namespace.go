@@ -34,7 +34,8 @@ type namespace struct {
 // what will move is in the changes layer. No system call returns it.
 const errPrepared = syscall.ERESTART
 
-// preparing reports whether a rename is in its first pass (see namespace).
+// preparingRename reports whether a rename is in its first pass (see
+// namespace).
 // Only node.Rename asks, on the goroutine of namespaceFS.Rename.
 func (ns *namespace) preparingRename() bool { return ns.preparing }
 
