@@ -298,7 +298,9 @@ func (c *Changes) removeLater(tmp string) {
 	}
 }
 
-// sweep deletes discarded entries until none are left.
+// sweep deletes discarded entries until none are left, or the layer
+// closes: what is left then stays for the next Open to delete (a RAM layer
+// goes whole), so that an unmount is not held up by a large rm -rf.
 func (c *Changes) sweep() {
 	defer c.sweeper.Done()
 	for {
@@ -306,20 +308,30 @@ func (c *Changes) sweep() {
 		c.discardMu.Lock()
 		batch := c.discards
 		c.discards = nil
-		if len(batch) == 0 {
+		if len(batch) == 0 || c.closing {
 			c.sweeping = false
 			c.discardMu.Unlock()
 			return
 		}
 		c.discardMu.Unlock()
 		for _, tmp := range batch {
+			if c.isClosing() {
+				return
+			}
 			c.RemoveTemp(tmp) // a failure leaves it for the next Open
 		}
 	}
 }
 
+func (c *Changes) isClosing() bool {
+	c.discardMu.Lock()
+	defer c.discardMu.Unlock()
+	return c.closing
+}
+
 // Close releases the lock and the descriptors, and removes a RAM layer.
-// Call it once nothing uses the layer any more.
+// Call it once nothing uses the layer any more. Discarded entries not yet
+// deleted stay in the work directory for the next Open.
 func (c *Changes) Close() error {
 	c.discardMu.Lock()
 	c.closing = true

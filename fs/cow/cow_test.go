@@ -1,8 +1,10 @@
 package cow
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -235,5 +237,69 @@ func TestRemovedInodeRecords(t *testing.T) {
 	}
 	if !c.HasWhiteout("", "linked") || !c.HasWhiteout("", "d2") {
 		t.Error("ReplaceWithWhiteout left no whiteout")
+	}
+}
+
+// TestCloseLeavesDiscards: Close does not wait for discarded entries to be
+// deleted; the next Open deletes what is left, with the inode records.
+func TestCloseLeavesDiscards(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("overlay whiteouts are character devices: mknod needs root")
+	}
+	base := t.TempDir()
+	dir, work := filepath.Join(base, "changes"), filepath.Join(base, "work")
+	c, err := Open(dir, work, Overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inos []uint64
+	for i := 0; i < 300; i++ {
+		name := fmt.Sprintf("d%03d", i)
+		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j < 20; j++ {
+			if err := c.Whiteout(name, fmt.Sprintf("w%02d", j)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(dir, name), &st); err != nil {
+			t.Fatal(err)
+		}
+		inos = append(inos, st.Ino)
+		if err := c.RememberIno(st.Ino, uint64(1000+i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Remove("", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	left := 0
+	ents, _ := os.ReadDir(work)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), tempPrefix) {
+			left++
+		}
+	}
+	t.Logf("%d of 300 discarded directories left at Close", left)
+	c, err = Open(dir, work, Overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ents, _ = os.ReadDir(work)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), tempPrefix) {
+			t.Errorf("%s still in the work directory after Open", e.Name())
+		}
+	}
+	for i, ino := range inos {
+		if _, kept := c.RememberedIno(ino); kept {
+			t.Errorf("d%03d: inode record kept", i)
+		}
 	}
 }

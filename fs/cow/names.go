@@ -21,8 +21,10 @@ import (
 //   - overlayfs form: the whiteout is NAME itself (a 0/0 character device),
 //     so it is swapped with an entry prepared in the work directory: a
 //     rename replaces a file, RENAME_EXCHANGE swaps a directory, and the
-//     loser is removed from the work directory afterwards. A server killed
-//     in between leaves a temporary there, which the next Open removes.
+//     loser is removed from the work directory afterwards; a deletion
+//     moves the entry there with RENAME_WHITEOUT, which leaves the
+//     whiteout in the same step. A server killed in between leaves a
+//     temporary there, which the next Open removes.
 
 // HasWhiteout reports whether the changes layer whites out name in dir.
 func (c *Changes) HasWhiteout(dir, name string) bool {

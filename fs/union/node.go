@@ -38,7 +38,8 @@ type node struct {
 	dirPath atomic.Pointer[keptPath] // directories: path() between renames
 }
 
-// keptPath is a directory's path, valid while Union.renames stays at gen.
+// keptPath is a directory's path, valid while namespace.renames stays at
+// gen.
 type keptPath struct {
 	gen  uint64
 	path string
