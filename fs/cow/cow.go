@@ -401,6 +401,9 @@ func (c *Changes) makeWhiteoutAt(dirfd int, p string) error {
 		if err == nil || errors.Is(err, unix.EEXIST) {
 			return err
 		}
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) {
+			c.hasWhiteoutBase.Store(false) // no hard links here (vfat, say)
+		}
 	}
 	return unix.Mknodat(dirfd, p, c.whiteoutMode(), 0)
 }

@@ -3,11 +3,14 @@ package cow
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/livefs/livefs/internal/sqfstest"
 )
 
 // TestOpenRemovesStaleCopyUps: copy-ups a killed server left unfinished
@@ -301,5 +304,65 @@ func TestCloseLeavesDiscards(t *testing.T) {
 		if _, kept := c.RememberedIno(ino); kept {
 			t.Errorf("d%03d: inode record kept", i)
 		}
+	}
+}
+
+// mountScratch makes a file system with mkfs (args after the tool name)
+// on a loop image of sizeMiB and mounts it for the test.
+func mountScratch(t *testing.T, sizeMiB int64, mkfs string, args ...string) string {
+	t.Helper()
+	sqfstest.RequireRoot(t)
+	sqfstest.RequireTool(t, mkfs)
+	img := filepath.Join(t.TempDir(), "scratch.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, sizeMiB<<20); err != nil {
+		t.Fatal(err)
+	}
+	sqfstest.Run(t, mkfs, append(args, img)...)
+	mnt := t.TempDir()
+	sqfstest.Run(t, "mount", "-o", "loop", img, mnt)
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", mnt, err, out)
+		}
+	})
+	return mnt
+}
+
+// TestWhiteoutBaseRenewed: on ext4, whose files take at most 65,000 links,
+// the whiteout base is renewed when it is full.
+func TestWhiteoutBaseRenewed(t *testing.T) {
+	const whiteouts = 65_010
+	mnt := mountScratch(t, 128, "mkfs.ext4", "-q", "-N", "80000")
+	dir := filepath.Join(mnt, "changes")
+	c, err := Open(dir, "", Aufs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < whiteouts; i++ {
+		if err := c.Whiteout("d", fmt.Sprintf("%05d", i)); err != nil {
+			t.Fatalf("whiteout %d: %v", i, err)
+		}
+	}
+	inodes := map[uint64]bool{}
+	for _, i := range []int{0, 1, whiteouts - 2, whiteouts - 1} {
+		name := fmt.Sprintf("%05d", i)
+		if !c.HasWhiteout("d", name) {
+			t.Errorf("%s: no whiteout", name)
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(dir, "d", aufsWhiteoutPrefix+name), &st); err != nil {
+			t.Fatal(err)
+		}
+		inodes[st.Ino] = true
+	}
+	if len(inodes) != 2 {
+		t.Errorf("first and last whiteouts on %d inodes, want 2 (the base renewed once)", len(inodes))
 	}
 }
