@@ -79,7 +79,7 @@ type Changes struct {
 	discardMu sync.Mutex
 	discards  []string // waiting for the sweeper
 	sweeping  bool     // a sweeper is running
-	closing   bool
+	closing   bool     // Close has begun: the sweeper stops
 	sweeper   sync.WaitGroup
 }
 
@@ -323,6 +323,7 @@ func (c *Changes) sweep() {
 	}
 }
 
+// isClosing reports whether Close has begun.
 func (c *Changes) isClosing() bool {
 	c.discardMu.Lock()
 	defer c.discardMu.Unlock()

@@ -38,17 +38,16 @@ func (r *Rings) ServeDevice() {
 	defer r.goFuseFile.Close()
 	buf := make([]byte, r.deviceBufSize)
 	out := make([]byte, r.deviceBufSize)
+	// Without an eventfd or a non-blocking device, reads block, EAGAIN
+	// never comes, and queues do not yield (nothing would end a window).
 	wakeFD, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err == nil {
 		defer unix.Close(wakeFD)
-		err = unix.SetNonblock(r.devFD, true)
+		if err = unix.SetNonblock(r.devFD, true); err == nil {
+			r.wakeFD = wakeFD
+			r.yielding.Store(canLeaveIdlePolicy())
+		}
 	}
-	if err != nil {
-		r.serveDeviceBlocking(buf, out)
-		return
-	}
-	r.wakeFD = wakeFD
-	r.yielding.Store(canLeaveIdlePolicy())
 	defer func() {
 		r.yielding.Store(false)
 		r.endWindows(0) // no one is left to end them
@@ -72,20 +71,6 @@ func (r *Rings) ServeDevice() {
 			}
 		case errors.Is(err, unix.EINTR), errors.Is(err, unix.ENOENT): // ENOENT: a request withdrawn while read
 		default: // ENODEV: unmounted
-			return
-		}
-	}
-}
-
-// serveDeviceBlocking is ServeDevice with plain blocking reads.
-func (r *Rings) serveDeviceBlocking(buf, out []byte) {
-	for {
-		n, err := unix.Read(r.devFD, buf)
-		switch {
-		case err == nil:
-			r.handleDevice(buf[:n], out)
-		case errors.Is(err, unix.EINTR), errors.Is(err, unix.ENOENT):
-		default:
 			return
 		}
 	}
