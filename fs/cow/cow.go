@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,6 +147,10 @@ func Open(dir, work string, format Format) (*Changes, error) {
 
 const tempPrefix = "copyup."
 
+// tempStem starts this process's temporaries: another server's (killed)
+// cannot have the same names.
+var tempStem = tempPrefix + strconv.Itoa(os.Getpid()) + "."
+
 // removeStaleTemps removes the copy-ups a killed server left half done in
 // the work directory (the lock says no one else is using them), and the
 // inode numbers it recorded for them, which new files may get.
@@ -252,7 +257,7 @@ func (c *Changes) WorkFD() int { return c.workFd }
 
 // TempName returns a fresh name in the work directory.
 func (c *Changes) TempName() string {
-	return fmt.Sprintf("%s%d.%d", tempPrefix, os.Getpid(), c.seq.Add(1))
+	return tempStem + strconv.FormatUint(c.seq.Add(1), 10)
 }
 
 // discard removes p (relative to dirfd): a file, or a directory holding

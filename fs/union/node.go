@@ -167,8 +167,12 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 
 // newChild makes (or finds, for a hard link) the inode for refs.
 func (n *node) newChild(ctx context.Context, refs []layerRef, out *fuse.EntryOut) *fs.Inode {
+	return n.newChildIno(ctx, refs, n.u.inoOf(refs[0]), out)
+}
+
+// newChildIno is newChild with the inode number already known.
+func (n *node) newChildIno(ctx context.Context, refs []layerRef, id uint64, out *fuse.EntryOut) *fs.Inode {
 	a := refs[0].e.Attr()
-	id := n.u.inoOf(refs[0])
 	fillAttr(&out.Attr, a, id)
 	child := &node{u: n.u, refs: refs, id: id}
 	return n.NewInode(ctx, child, fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: id})

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,7 @@ type Union struct {
 	changes    *cow.Changes
 	inoXattr   string     // xattr recording a copied-up file's inode number ("": the layer keeps a map)
 	copyMu     sync.Mutex // serialises copy-ups and namespace changes in the changes layer
+	ownGid     int        // the server's group, which new entries in the changes layer get
 	ns         namespace  // renames against requests that use paths
 
 	loggedMu sync.Mutex
@@ -84,6 +86,7 @@ func New(layers []Layer, opts Options) *Union {
 		u.upper = &branch{id: upperBranchID, layer: u.upperLayer}
 		u.branches = append([]*branch{u.upper}, u.branches...)
 		u.inoXattr = c.InodeXattr()
+		u.ownGid = os.Getegid()
 	}
 	return u
 }
@@ -191,8 +194,8 @@ func (u *Union) lookup(parent []layerRef, name string) ([]layerRef, error) {
 			if !isNotExist(err) {
 				return nil, err
 			}
-			if whitedOut(pr.b, pr.e, name) {
-				break
+			if i == len(parent)-1 || whitedOut(pr.b, pr.e, name) {
+				break // nothing left below, or hidden from it
 			}
 			continue
 		}

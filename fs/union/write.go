@@ -2,6 +2,7 @@ package union
 
 import (
 	"context"
+	"errors"
 	"path"
 	"syscall"
 
@@ -143,19 +144,40 @@ func (n *node) callerOwner(ctx context.Context) (uid, gid int, ok bool) {
 		return 0, 0, false
 	}
 	uid, gid = int(caller.Uid), int(caller.Gid)
+	if uid == 0 && gid == n.u.ownGid {
+		// The server's own: the file system made it so, with a setgid
+		// parent's group where there is one.
+		return 0, 0, false
+	}
 	if a, err := n.attr(); err == nil && a.Mode&syscall.S_ISGID != 0 {
 		gid = int(a.GID)
 	}
 	return uid, gid, true
 }
 
-// newUpperChild makes the node for a new entry in the changes layer.
-func (n *node) newUpperChild(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	e, err := n.u.upperLayer.stat(path.Join(n.path(), name))
-	if err != nil {
-		return nil, toErrno(err)
+// newUpperChild makes the node for an entry just made in the changes
+// layer; fd, unless -1, is open on it (a stat of it walks no path). Its
+// inode is new, so its inode number is its own: a record left for the
+// number by a deleted copy goes.
+func (n *node) newUpperChild(ctx context.Context, name string, fd int, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	rel := path.Join(n.path(), name)
+	var e *dirEntry
+	if fd >= 0 {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return nil, toErrno(err)
+		}
+		e = &dirEntry{rel: rel, attr: attrFromStat(&st)}
+	} else {
+		var err error
+		if e, err = n.u.upperLayer.stat(rel); err != nil {
+			return nil, toErrno(err)
+		}
 	}
-	return n.newChild(ctx, []layerRef{{n.u.upper, e}}, out), 0
+	if _, stale := n.u.changes.RememberedIno(e.attr.Ino); stale {
+		n.u.changes.ForgetIno(e.attr.Ino)
+	}
+	return n.newChildIno(ctx, []layerRef{{n.u.upper, e}}, ino(n.u.upper, e.attr.Ino), out), 0
 }
 
 // chownNew gives a new entry (p, relative to dirfd) to the caller.
@@ -168,7 +190,7 @@ func (n *node) chownNew(ctx context.Context, dirfd int, p string) error {
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	fd := -1
-	ch, errno := n.makeEntry(ctx, name, out, func(dirfd int, p string) error {
+	ch, errno := n.makeEntry(ctx, name, out, &fd, func(dirfd int, p string) error {
 		var err error
 		fd, err = unix.Openat(dirfd, p, int(flags)|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, mode&0o7777)
 		return err
@@ -189,7 +211,11 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 // prepareNameLocked readies name in directory n for a new entry, with
 // u.copyMu held: n is copied up (which takes that lock itself, so it runs
 // with the lock let go). It reports whether a whiteout stands at name,
-// which the new entry must then replace.
+// which the new entry must then replace. A directory with nothing below
+// the changes layer (made in the union, or opaque) is not asked: a
+// whiteout there hides nothing, and one that has the entry's name
+// (overlay form) makes the new entry fail with EEXIST, where placeNew
+// asks after all.
 func (n *node) prepareNameLocked(name string) (bool, syscall.Errno) {
 	if n.u.upper == nil {
 		return false, syscall.EROFS
@@ -202,7 +228,18 @@ func (n *node) prepareNameLocked(name string) (bool, syscall.Errno) {
 			return false, toErrno(err)
 		}
 	}
+	if n.onlyInUpper() {
+		return false, 0
+	}
 	return n.u.changes.HasWhiteout(n.path(), name), 0
+}
+
+// onlyInUpper reports whether directory n has no layers below the changes
+// layer.
+func (n *node) onlyInUpper() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.refs) == 1 && n.refs[0].b == n.u.upper
 }
 
 // placeNew makes name in directory n with mk (given a directory
@@ -213,7 +250,10 @@ func (n *node) prepareNameLocked(name string) (bool, syscall.Errno) {
 func (n *node) placeNew(name string, whiteout bool, mk func(dirfd int, p string) error) error {
 	c := n.u.changes
 	if !whiteout {
-		return mk(c.FD(), path.Join(n.path(), name))
+		err := mk(c.FD(), path.Join(n.path(), name))
+		if !errors.Is(err, unix.EEXIST) || !c.HasWhiteout(n.path(), name) {
+			return err
+		}
 	}
 	tmp := c.TempName()
 	if err := mk(c.WorkFD(), tmp); err != nil {
@@ -236,10 +276,11 @@ func (n *node) placeNew(name string, whiteout bool, mk func(dirfd int, p string)
 
 // makeEntry creates name in directory n in the changes layer with mk
 // (given the changes directory's descriptor and the entry's path), owned
-// by the caller, and returns its node. A directory made where a deleted
+// by the caller, and returns its node. fd, if not nil, is where mk leaves
+// a descriptor open on the new entry. A directory made where a deleted
 // one stood is made opaque, so that it does not show what the old one held
 // below.
-func (n *node) makeEntry(ctx context.Context, name string, out *fuse.EntryOut, mk func(dirfd int, p string) error) (*fs.Inode, syscall.Errno) {
+func (n *node) makeEntry(ctx context.Context, name string, out *fuse.EntryOut, fd *int, mk func(dirfd int, p string) error) (*fs.Inode, syscall.Errno) {
 	n.u.copyMu.Lock()
 	defer n.u.copyMu.Unlock()
 	whiteout, errno := n.prepareNameLocked(name)
@@ -255,22 +296,26 @@ func (n *node) makeEntry(ctx context.Context, name string, out *fuse.EntryOut, m
 	if err != nil {
 		return nil, toErrno(err)
 	}
-	return n.newUpperChild(ctx, name, out)
+	open := -1
+	if fd != nil {
+		open = *fd
+	}
+	return n.newUpperChild(ctx, name, open, out)
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return n.makeEntry(ctx, name, out, func(dirfd int, p string) error { return unix.Mkdirat(dirfd, p, mode&0o7777) })
+	return n.makeEntry(ctx, name, out, nil, func(dirfd int, p string) error { return unix.Mkdirat(dirfd, p, mode&0o7777) })
 }
 
 func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	major, minor := dev>>8&0xfff, dev&0xff|dev>>12&0xfff00
-	return n.makeEntry(ctx, name, out, func(dirfd int, p string) error {
+	return n.makeEntry(ctx, name, out, nil, func(dirfd int, p string) error {
 		return unix.Mknodat(dirfd, p, mode, int(unix.Mkdev(major, minor)))
 	})
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return n.makeEntry(ctx, name, out, func(dirfd int, p string) error { return unix.Symlinkat(target, dirfd, p) })
+	return n.makeEntry(ctx, name, out, nil, func(dirfd int, p string) error { return unix.Symlinkat(target, dirfd, p) })
 }
 
 func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {

@@ -437,3 +437,111 @@ func mountKernelOverlay(t *testing.T, tmp, lowerdir string) string {
 	t.Cleanup(func() { exec.Command("umount", kmnt).Run() })
 	return kmnt
 }
+
+// TestNewEntryOverStrayWhiteout: a directory with nothing below the changes
+// layer may still hold an overlay-form whiteout (left by a bundle taken
+// away, say); an entry made at its name replaces it.
+func TestNewEntryOverStrayWhiteout(t *testing.T) {
+	sqfstest.RequireRoot(t)
+	lower := t.TempDir()
+	if err := os.WriteFile(filepath.Join(lower, "f"), []byte("lower"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	changes := filepath.Join(t.TempDir(), "changes")
+	if err := os.MkdirAll(filepath.Join(changes, "new"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"file", "dir", "link"}
+	for _, name := range names {
+		if err := unix.Mknod(filepath.Join(changes, "new", name), unix.S_IFCHR, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mnt, unmount := mountWritable(t, changes, cow.Overlay, lower)
+	dir := filepath.Join(mnt, "new")
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Fatalf("before: %v entries (%v), want none", len(ents), err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "file"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("file", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		for name, want := range map[string]os.FileMode{"file": 0, "dir": os.ModeDir, "link": os.ModeSymlink} {
+			st, err := os.Lstat(filepath.Join(dir, name))
+			if err != nil || st.Mode().Type() != want {
+				t.Errorf("%s: %s: %v (%v), want type %v", when, name, st, err, want)
+			}
+		}
+		if got, err := os.ReadFile(filepath.Join(dir, "link")); err != nil || string(got) != "new" {
+			t.Errorf("%s: link reads %q (%v), want %q", when, got, err, "new")
+		}
+	}
+	check("after making")
+	unmount()
+	mnt, _ = mountWritable(t, changes, cow.Overlay, lower)
+	dir = filepath.Join(mnt, "new")
+	check("after remount")
+}
+
+// TestNewEntryGroup: an entry made by root in a setgid directory gets the
+// directory's group (a directory its setgid bit too), elsewhere root's.
+func TestNewEntryGroup(t *testing.T) {
+	sqfstest.RequireRoot(t)
+	lower := t.TempDir()
+	const group = 1234
+	shared := filepath.Join(lower, "shared")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(shared, 0, group); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Chmod(shared, 0o2775); err != nil { // os.Chmod wants os.ModeSetgid
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "lower.sb")
+	sqfstest.Mksquashfs(t, lower, img, "-comp", "zstd")
+	for _, format := range []cow.Format{cow.Aufs, cow.Overlay} {
+		t.Run(fmt.Sprint(format), func(t *testing.T) {
+			mnt, _ := mountWritable(t, filepath.Join(t.TempDir(), "changes"), format, img)
+			for _, d := range []string{"shared", "shared/made", "plain"} {
+				if d != "shared" {
+					if err := os.Mkdir(filepath.Join(mnt, d), 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := os.WriteFile(filepath.Join(mnt, d, "f"), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, tc := range []struct {
+				path   string
+				gid    uint32
+				setgid bool
+			}{
+				{"shared/f", group, false},
+				{"shared/made", group, true},
+				{"shared/made/f", group, false},
+				{"plain", 0, false},
+				{"plain/f", 0, false},
+			} {
+				var st unix.Stat_t
+				if err := unix.Lstat(filepath.Join(mnt, tc.path), &st); err != nil {
+					t.Fatal(err)
+				}
+				got := fmt.Sprintf("%d:%d setgid %v", st.Uid, st.Gid, st.Mode&unix.S_ISGID != 0)
+				want := fmt.Sprintf("0:%d setgid %v", tc.gid, tc.setgid)
+				if got != want {
+					t.Errorf("%s: got %s, want %s", tc.path, got, want)
+				}
+			}
+		})
+	}
+}
