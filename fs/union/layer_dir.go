@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -89,6 +90,10 @@ func (l *DirLayer) open(rel string, flags int) (int, error) {
 	return unix.Openat(l.fd, rel, flags|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 }
 
+// direntBuffers hold getdents results: an rmdir lists the directory it
+// removes, and rm -rf makes one for each directory.
+var direntBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 func (l *DirLayer) ReadDir(dir Entry) ([]DirEntry, error) {
 	rel := dir.(*dirEntry).rel
 	fd, err := l.open(rel, unix.O_RDONLY|unix.O_DIRECTORY)
@@ -97,7 +102,9 @@ func (l *DirLayer) ReadDir(dir Entry) ([]DirEntry, error) {
 	}
 	defer unix.Close(fd)
 	var out []DirEntry
-	buf := make([]byte, 32<<10)
+	bp := direntBuffers.Get().(*[]byte)
+	defer direntBuffers.Put(bp)
+	buf := *bp
 	for {
 		n, err := unix.Getdents(fd, buf)
 		if err != nil {
