@@ -265,11 +265,20 @@ func (c *Changes) TempName() string {
 // directory, where a goroutine deletes it later: deleting a directory's
 // whiteouts, or the data of a file, was most of the time of an rmdir or
 // an unlink. A server killed before the goroutine got to it leaves a
-// temporary, which the next Open removes.
-func (c *Changes) discard(dirfd int, p string) error {
+// temporary, which the next Open removes. linked: see dispose.
+func (c *Changes) discard(dirfd int, p string, linked bool) error {
 	tmp := c.TempName()
 	if err := unix.Renameat(dirfd, p, c.workFd, tmp); err != nil {
 		return err
+	}
+	return c.dispose(tmp, linked)
+}
+
+// dispose deletes a discarded entry: later, unless it is a file with
+// other names (linked), whose link count they show and must drop now.
+func (c *Changes) dispose(tmp string, linked bool) error {
+	if linked {
+		return c.RemoveTemp(tmp)
 	}
 	c.removeLater(tmp)
 	return nil
@@ -465,7 +474,8 @@ func (c *Changes) makeOpaqueAt(dirfd int, p string) error {
 
 // Remove removes dir/name from the changes layer where nothing below has
 // that name: a file, or a directory that is empty as the union shows it
-// (its leftover whiteouts and opaque marker go with it).
-func (c *Changes) Remove(dir, name string) error {
-	return c.discard(c.fd, filepath.Join(rel(dir), name))
+// (its leftover whiteouts and opaque marker go with it). linked says that
+// it is a file with other names.
+func (c *Changes) Remove(dir, name string, linked bool) error {
+	return c.discard(c.fd, filepath.Join(rel(dir), name), linked)
 }

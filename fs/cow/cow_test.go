@@ -218,16 +218,22 @@ func TestRemovedInodeRecords(t *testing.T) {
 		}
 	}
 	for _, rm := range []struct {
-		name     string
-		whiteout bool
-	}{{"only", false}, {"linked", true}, {"d1", false}, {"d2", true}} {
+		name             string
+		whiteout, linked bool
+	}{{"only", false, false}, {"linked", true, true}, {"d1", false, false}, {"d2", true, false}} {
 		remove := c.Remove
 		if rm.whiteout {
 			remove = c.ReplaceWithWhiteout
 		}
-		if err := remove("", rm.name); err != nil {
+		if err := remove("", rm.name, rm.linked); err != nil {
 			t.Fatalf("removing %s: %v", rm.name, err)
 		}
+	}
+	// The other name's link count drops at once, not when the sweeper
+	// gets to the removed one.
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dir, "other-name"), &st); err != nil || st.Nlink != 1 {
+		t.Errorf("other-name: %d links (%v), want 1", st.Nlink, err)
 	}
 	c.WaitSwept()
 	for _, tc := range []struct {
@@ -274,7 +280,7 @@ func TestCloseLeavesDiscards(t *testing.T) {
 		if err := c.RememberIno(st.Ino, uint64(1000+i)); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Remove("", name); err != nil {
+		if err := c.Remove("", name, false); err != nil {
 			t.Fatal(err)
 		}
 	}

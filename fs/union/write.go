@@ -344,8 +344,23 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if err != nil {
 		return nil, toErrno(err)
 	}
+	t.sawLinks(e.attr.Nlink)
 	fillAttr(&out.Attr, e.Attr(), t.id)
 	return t.EmbeddedInode(), 0
+}
+
+// sawLinks notes the link count of file n, in the changes layer: remove
+// goes by it.
+func (n *node) sawLinks(nlink uint32) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	top, ok := n.refs[0].e.(*dirEntry)
+	if n.refs[0].b != n.u.upper || !ok {
+		return
+	}
+	e := *top
+	e.attr.Nlink = nlink
+	n.refs = []layerRef{{n.u.upper, &e}} // not in place: readers hold the old slice
 }
 
 // lowerHas reports whether name is visible in directory n's layers below
@@ -425,10 +440,12 @@ func (n *node) remove(ctx context.Context, name string, dir bool) syscall.Errno 
 	if refs[0].b != n.u.upper {
 		return toErrno(c.Whiteout(dirPath, name))
 	}
+	// A file's other names show its link count: it must drop now.
+	linked := !isDir && refs[0].e.Attr().Nlink > 1
 	if len(refs) > 1 || n.lowerHas(name) { // a directory merged with ones below, or hiding some
-		return toErrno(c.ReplaceWithWhiteout(dirPath, name))
+		return toErrno(c.ReplaceWithWhiteout(dirPath, name, linked))
 	}
-	return toErrno(c.Remove(dirPath, name))
+	return toErrno(c.Remove(dirPath, name, linked))
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {

@@ -269,7 +269,7 @@ func lowerStack(t *testing.T, rng *rand.Rand) (dirs, images []string) {
 // directory and compares again.
 func TestWritableMatchesOverlayfs(t *testing.T) {
 	sqfstest.RequireRoot(t)
-	for seed := int64(1); seed <= 8; seed++ {
+	for seed := int64(1); seed <= 32; seed++ {
 		for _, v := range []struct {
 			format cow.Format
 			images bool
@@ -540,6 +540,41 @@ func TestNewEntryGroup(t *testing.T) {
 				want := fmt.Sprintf("0:%d setgid %v", tc.gid, tc.setgid)
 				if got != want {
 					t.Errorf("%s: got %s, want %s", tc.path, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestUnlinkDropsLinkCount: removing one name of a file in the changes
+// layer shows in the link count of its other names at once.
+func TestUnlinkDropsLinkCount(t *testing.T) {
+	sqfstest.RequireRoot(t)
+	lower := t.TempDir()
+	if err := os.WriteFile(filepath.Join(lower, "x"), []byte("lower"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []cow.Format{cow.Aufs, cow.Overlay} {
+		t.Run(fmt.Sprint(format), func(t *testing.T) {
+			mnt, _ := mountWritable(t, filepath.Join(t.TempDir(), "changes"), format, lower)
+			at := func(name string) string { return filepath.Join(mnt, name) }
+			for _, l := range [][2]string{{"x", "y"}, {"y", "z"}} {
+				if err := os.Link(at(l[0]), at(l[1])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, tc := range []struct {
+				remove string
+				want   uint64
+			}{{"", 3}, {"y", 2}, {"x", 1}} {
+				if tc.remove != "" {
+					if err := os.Remove(at(tc.remove)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var st unix.Stat_t
+				if err := unix.Stat(at("z"), &st); err != nil || st.Nlink != tc.want {
+					t.Errorf("after removing %q: z has %d links (%v), want %d", tc.remove, st.Nlink, err, tc.want)
 				}
 			}
 		})
