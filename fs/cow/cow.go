@@ -45,6 +45,14 @@ func ParseFormat(s string) (Format, error) {
 	return 0, fmt.Errorf("unknown whiteout format %q (want aufs or overlay)", s)
 }
 
+// String is the name ParseFormat reads.
+func (f Format) String() string {
+	if f == Overlay {
+		return "overlay"
+	}
+	return "aufs"
+}
+
 const (
 	aufsWhiteoutPrefix = ".wh."
 	aufsOpaque         = ".wh..wh..opq"
@@ -77,11 +85,12 @@ type Changes struct {
 
 	// Entries removed from the layer wait in the work directory for
 	// a sweeper goroutine to delete them (see discard).
-	discardMu sync.Mutex
-	discards  []string // waiting for the sweeper
-	sweeping  bool     // a sweeper is running
-	closing   bool     // Close has begun: the sweeper stops
-	sweeper   sync.WaitGroup
+	discardMu    sync.Mutex
+	discards     []string // waiting for the sweeper
+	pendingBytes int64    // the data they hold, as far as known
+	sweeping     bool     // a sweeper is running
+	closing      bool     // Close has begun: the sweeper stops
+	sweeper      sync.WaitGroup
 }
 
 // Open opens dir as a changes layer. work is the directory for copy-ups in
@@ -260,47 +269,63 @@ func (c *Changes) TempName() string {
 	return tempStem + strconv.FormatUint(c.seq.Add(1), 10)
 }
 
+// Holding is what an entry being removed holds in the layer, as the
+// caller last saw it. It decides whether the entry is deleted at once or
+// later (see discard).
+type Holding struct {
+	Links uint32 // a file's link count: its other names show it
+	Bytes int64  // the space its data takes
+}
+
 // discard removes p (relative to dirfd): a file, or a directory holding
 // only non-directories (whiteouts, markers). It moves it into the work
 // directory, where a goroutine deletes it later: deleting a directory's
 // whiteouts, or the data of a file, was most of the time of an rmdir or
 // an unlink. A server killed before the goroutine got to it leaves a
-// temporary, which the next Open removes. linked: see dispose.
-func (c *Changes) discard(dirfd int, p string, linked bool) error {
+// temporary, which the next Open removes. Some are deleted at once (see
+// dispose).
+func (c *Changes) discard(dirfd int, p string, h Holding) error {
 	tmp := c.TempName()
 	if err := unix.Renameat(dirfd, p, c.workFd, tmp); err != nil {
 		return err
 	}
-	return c.dispose(tmp, linked)
-}
-
-// dispose deletes a discarded entry: later, unless it is a file with
-// other names (linked), whose link count they show and must drop now.
-func (c *Changes) dispose(tmp string, linked bool) error {
-	if linked {
-		return c.RemoveTemp(tmp)
-	}
-	c.removeLater(tmp)
+	c.dispose(tmp, h)
 	return nil
 }
 
 // Discarded entries are deleted in batches, sweepDelay apart: waking a
 // goroutine for each would cost a wake-up of a thread on another CPU per
-// removal. Past maxDiscards waiting, removals delete them themselves.
+// removal. Deleted at once are: a file with other names, whose link count
+// they show; a file of bigFileBytes or more, and any entry once the
+// waiting ones hold pendingBytesMax, so that space freed to make room is
+// free when the removal returns (as with the kernel's file systems); and
+// any past maxDiscards waiting.
 const (
-	sweepDelay  = 5 * time.Millisecond
-	maxDiscards = 1 << 14
+	sweepDelay      = 5 * time.Millisecond
+	maxDiscards     = 1 << 14
+	bigFileBytes    = 1 << 20
+	pendingBytesMax = 64 << 20
 )
 
-// removeLater has the sweeper remove tmp from the work directory.
-func (c *Changes) removeLater(tmp string) {
-	c.discardMu.Lock()
-	if c.closing || len(c.discards) >= maxDiscards {
-		c.discardMu.Unlock()
+// dispose deletes a discarded entry, at once or by the sweeper. The
+// entry is gone from the layer either way: a failure to delete it leaves
+// it for the next Open, as the sweeper's do.
+func (c *Changes) dispose(tmp string, h Holding) {
+	if h.Links > 1 || h.Bytes >= bigFileBytes || !c.removeLater(tmp, h.Bytes) {
 		c.RemoveTemp(tmp)
-		return
+	}
+}
+
+// removeLater has the sweeper remove tmp from the work directory, and
+// reports whether it will.
+func (c *Changes) removeLater(tmp string, bytes int64) bool {
+	c.discardMu.Lock()
+	if c.closing || len(c.discards) >= maxDiscards || c.pendingBytes+bytes > pendingBytesMax {
+		c.discardMu.Unlock()
+		return false
 	}
 	c.discards = append(c.discards, tmp)
+	c.pendingBytes += bytes
 	start := !c.sweeping
 	c.sweeping = true
 	if start {
@@ -310,6 +335,7 @@ func (c *Changes) removeLater(tmp string) {
 	if start {
 		go c.sweep()
 	}
+	return true
 }
 
 // sweep deletes discarded entries until none are left, or the layer
@@ -320,13 +346,13 @@ func (c *Changes) sweep() {
 	for {
 		time.Sleep(sweepDelay)
 		c.discardMu.Lock()
-		batch := c.discards
-		c.discards = nil
+		batch, bytes := c.discards, c.pendingBytes
 		if len(batch) == 0 || c.closing {
 			c.sweeping = false
 			c.discardMu.Unlock()
 			return
 		}
+		c.discards = nil
 		c.discardMu.Unlock()
 		for _, tmp := range batch {
 			if c.isClosing() {
@@ -334,6 +360,9 @@ func (c *Changes) sweep() {
 			}
 			c.RemoveTemp(tmp) // a failure leaves it for the next Open
 		}
+		c.discardMu.Lock()
+		c.pendingBytes -= bytes // what was added since stays counted
+		c.discardMu.Unlock()
 	}
 }
 
@@ -474,8 +503,7 @@ func (c *Changes) makeOpaqueAt(dirfd int, p string) error {
 
 // Remove removes dir/name from the changes layer where nothing below has
 // that name: a file, or a directory that is empty as the union shows it
-// (its leftover whiteouts and opaque marker go with it). linked says that
-// it is a file with other names.
-func (c *Changes) Remove(dir, name string, linked bool) error {
-	return c.discard(c.fd, filepath.Join(rel(dir), name), linked)
+// (its leftover whiteouts and opaque marker go with it).
+func (c *Changes) Remove(dir, name string, h Holding) error {
+	return c.discard(c.fd, filepath.Join(rel(dir), name), h)
 }

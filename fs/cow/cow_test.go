@@ -218,14 +218,15 @@ func TestRemovedInodeRecords(t *testing.T) {
 		}
 	}
 	for _, rm := range []struct {
-		name             string
-		whiteout, linked bool
-	}{{"only", false, false}, {"linked", true, true}, {"d1", false, false}, {"d2", true, false}} {
+		name     string
+		whiteout bool
+		held     Holding
+	}{{"only", false, Holding{Links: 1}}, {"linked", true, Holding{Links: 2}}, {"d1", false, Holding{}}, {"d2", true, Holding{}}} {
 		remove := c.Remove
 		if rm.whiteout {
 			remove = c.ReplaceWithWhiteout
 		}
-		if err := remove("", rm.name, rm.linked); err != nil {
+		if err := remove("", rm.name, rm.held); err != nil {
 			t.Fatalf("removing %s: %v", rm.name, err)
 		}
 	}
@@ -280,7 +281,7 @@ func TestCloseLeavesDiscards(t *testing.T) {
 		if err := c.RememberIno(st.Ino, uint64(1000+i)); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Remove("", name, false); err != nil {
+		if err := c.Remove("", name, Holding{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -371,4 +372,65 @@ func TestWhiteoutBaseRenewed(t *testing.T) {
 	if len(inodes) != 2 {
 		t.Errorf("first and last whiteouts on %d inodes, want 2 (the base renewed once)", len(inodes))
 	}
+}
+
+// TestRemovalDeletesAtOnce: a removed file with other names, or a big one,
+// is deleted before the removal returns; a small one is left to the
+// sweeper.
+func TestRemovalDeletesAtOnce(t *testing.T) {
+	for _, format := range []Format{Aufs, Overlay} {
+		base := t.TempDir()
+		dir := filepath.Join(base, "changes")
+		work := ""
+		if format == Overlay {
+			work = filepath.Join(base, "work")
+		}
+		c, err := Open(dir, work, format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			held Holding
+			now  bool
+		}{
+			{"small", Holding{Links: 1, Bytes: 4096}, false}, // deleted by the sweeper
+			{"big", Holding{Links: 1, Bytes: bigFileBytes}, true},
+			{"linked", Holding{Links: 2, Bytes: 4096}, true},
+		} {
+			if err := os.WriteFile(filepath.Join(dir, tc.name), []byte(tc.name), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			before := workTemps(t, c)
+			if err := c.Remove("", tc.name, tc.held); err != nil {
+				t.Fatal(err)
+			}
+			// Deleted at once: no temporary is left (the sweeper waits
+			// sweepDelay before it deletes anything).
+			if got := workTemps(t, c); tc.now && got != before {
+				t.Errorf("%v %s: %d temporaries after the removal, want %d", format, tc.name, got, before)
+			}
+		}
+		c.WaitSwept()
+		if got := workTemps(t, c); got != 0 {
+			t.Errorf("%v: %d temporaries left after the sweep", format, got)
+		}
+		c.Close()
+	}
+}
+
+// workTemps counts the temporaries in c's work directory.
+func workTemps(t *testing.T, c *Changes) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/self/fd/%d", c.WorkFD()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), tempPrefix) {
+			n++
+		}
+	}
+	return n
 }

@@ -39,16 +39,16 @@ func (c *Changes) HasWhiteout(dir, name string) bool {
 // ReplaceWithWhiteout removes dir/name (a file, or a directory holding
 // only whiteouts and markers) and leaves a whiteout in its place, as one
 // step for whoever looks. What it removed goes to the work directory and
-// is deleted there later (see discard); linked says that it is a file
-// with other names.
-func (c *Changes) ReplaceWithWhiteout(dir, name string, linked bool) error {
+// is deleted there (see discard).
+func (c *Changes) ReplaceWithWhiteout(dir, name string, h Holding) error {
 	p := filepath.Join(rel(dir), name)
 	if c.Format == Overlay {
 		// One call, as overlayfs does it; RENAME_WHITEOUT needs
 		// CAP_MKNOD and a file system that makes whiteouts.
 		tmp := c.TempName()
 		if unix.Renameat2(c.fd, p, c.workFd, tmp, unix.RENAME_WHITEOUT) == nil {
-			return c.dispose(tmp, linked)
+			c.dispose(tmp, h)
+			return nil
 		}
 		if err := c.makeWhiteoutAt(c.workFd, tmp); err != nil {
 			return err
@@ -57,12 +57,13 @@ func (c *Changes) ReplaceWithWhiteout(dir, name string, linked bool) error {
 			unix.Unlinkat(c.workFd, tmp, 0)
 			return err
 		}
-		return c.dispose(tmp, linked)
+		c.dispose(tmp, h)
+		return nil
 	}
 	if err := c.Whiteout(dir, name); err != nil {
 		return err
 	}
-	return c.discard(c.fd, p, linked)
+	return c.discard(c.fd, p, h)
 }
 
 // ReplaceWhiteout moves an entry made in the work directory at tmp to
@@ -243,5 +244,5 @@ func (c *Changes) RenameOverDir(srcDir, srcName, dstDir, dstName string, srcLowe
 		}
 		return err
 	}
-	return c.discard(c.fd, src, false)
+	return c.discard(c.fd, src, Holding{})
 }

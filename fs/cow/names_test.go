@@ -70,10 +70,10 @@ func TestNameChanges(t *testing.T) {
 			if err := c.Whiteout("dir", "hidden"); err != nil { // a whiteout inside, as rmdir finds
 				t.Fatal(err)
 			}
-			if err := c.ReplaceWithWhiteout("", "file", false); err != nil {
+			if err := c.ReplaceWithWhiteout("", "file", Holding{}); err != nil {
 				t.Fatal(err)
 			}
-			if err := c.ReplaceWithWhiteout("", "dir", false); err != nil {
+			if err := c.ReplaceWithWhiteout("", "dir", Holding{}); err != nil {
 				t.Fatal(err)
 			}
 			if got := listing(t, dir); !slices.Equal(got, tc.afterDelete) {

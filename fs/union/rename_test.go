@@ -76,7 +76,7 @@ func TestExchangeMatchesOverlayfs(t *testing.T) {
 		t.Logf("step %d %s: %s", i, o.desc, kernel[i].result)
 	}
 	for _, format := range []cow.Format{cow.Aufs, cow.Overlay} {
-		t.Run(fmt.Sprintf("format=%d", format), func(t *testing.T) {
+		t.Run(fmt.Sprintf("format=%v", format), func(t *testing.T) {
 			changes := filepath.Join(t.TempDir(), "changes")
 			fmnt, unmount := mountWritable(t, changes, format, lower)
 			for i, o := range steps {

@@ -10,6 +10,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/livefs/livefs/fs/cow"
 	"github.com/livefs/livefs/internal/xattrat"
 )
 
@@ -344,23 +345,22 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if err != nil {
 		return nil, toErrno(err)
 	}
-	t.sawLinks(e.attr.Nlink)
+	t.sawAttr(&e.attr)
 	fillAttr(&out.Attr, e.Attr(), t.id)
 	return t.EmbeddedInode(), 0
 }
 
-// sawLinks notes the link count of file n, in the changes layer: remove
-// goes by it.
-func (n *node) sawLinks(nlink uint32) {
+// sawAttr keeps the attributes of file n, in the changes layer, as they
+// are after a change that the node's entry does not show (a new link,
+// writes): remove goes by its link count and size.
+func (n *node) sawAttr(a *Attr) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	top, ok := n.refs[0].e.(*dirEntry)
-	if n.refs[0].b != n.u.upper || !ok {
+	if n.refs[0].b != n.u.upper || !ok || a.IsDir() {
 		return
 	}
-	e := *top
-	e.attr.Nlink = nlink
-	n.refs = []layerRef{{n.u.upper, &e}} // not in place: readers hold the old slice
+	n.refs = []layerRef{{n.u.upper, &dirEntry{rel: top.rel, attr: *a}}} // not in place: readers hold the old slice
 }
 
 // lowerHas reports whether name is visible in directory n's layers below
@@ -440,12 +440,14 @@ func (n *node) remove(ctx context.Context, name string, dir bool) syscall.Errno 
 	if refs[0].b != n.u.upper {
 		return toErrno(c.Whiteout(dirPath, name))
 	}
-	// A file's other names show its link count: it must drop now.
-	linked := !isDir && refs[0].e.Attr().Nlink > 1
-	if len(refs) > 1 || n.lowerHas(name) { // a directory merged with ones below, or hiding some
-		return toErrno(c.ReplaceWithWhiteout(dirPath, name, linked))
+	var held cow.Holding
+	if a := refs[0].e.Attr(); !isDir {
+		held = cow.Holding{Links: a.Nlink, Bytes: int64(a.Blocks) * 512}
 	}
-	return toErrno(c.Remove(dirPath, name, linked))
+	if len(refs) > 1 || n.lowerHas(name) { // a directory merged with ones below, or hiding some
+		return toErrno(c.ReplaceWithWhiteout(dirPath, name, held))
+	}
+	return toErrno(c.Remove(dirPath, name, held))
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
@@ -693,6 +695,11 @@ func (n *node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall
 
 func (n *node) Release(ctx context.Context, f fs.FileHandle) syscall.Errno {
 	if h, ok := f.(*handle); ok {
+		var st unix.Stat_t
+		if h.writable && h.fd >= 0 && unix.Fstat(h.fd, &st) == nil {
+			a := attrFromStat(&st)
+			n.sawAttr(&a) // writes the server did not see (passthrough) change its size
+		}
 		n.released(h)
 		h.close()
 	}

@@ -274,7 +274,7 @@ func TestWritableMatchesOverlayfs(t *testing.T) {
 			format cow.Format
 			images bool
 		}{{cow.Aufs, false}, {cow.Overlay, false}, {cow.Aufs, true}} {
-			t.Run(fmt.Sprintf("seed=%d/format=%d/images=%v", seed, v.format, v.images), func(t *testing.T) {
+			t.Run(fmt.Sprintf("seed=%d/format=%v/images=%v", seed, v.format, v.images), func(t *testing.T) {
 				rng := rand.New(rand.NewSource(seed))
 				lowers, images := lowerStack(t, rng)
 				format := v.format
@@ -578,5 +578,39 @@ func TestUnlinkDropsLinkCount(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRemovedBigFileFreesSpace: the space of a big file, written through
+// the union (passthrough: the server sees no write), is free when its
+// unlink returns.
+func TestRemovedBigFileFreesSpace(t *testing.T) {
+	sqfstest.RequireRoot(t)
+	lower := t.TempDir()
+	changes := filepath.Join(t.TempDir(), "changes")
+	mnt, _ := mountWritable(t, changes, cow.Aufs, lower)
+	data := make([]byte, 4<<20)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "big"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	usage := func() int64 {
+		t.Helper()
+		out, err := exec.Command("du", "-s", "--block-size=1", changes).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		fmt.Sscan(string(out), &n)
+		return n
+	}
+	before := usage()
+	if err := os.Remove(filepath.Join(mnt, "big")); err != nil {
+		t.Fatal(err)
+	}
+	if after := usage(); before-after < int64(len(data)) {
+		t.Errorf("changes directory holds %d bytes before the unlink, %d right after: want %d fewer", before, after, len(data))
 	}
 }
