@@ -63,6 +63,9 @@ func (u *Union) copyUp(n *node) error {
 		return nil
 	}
 	p := n.path()
+	if p == "" {
+		return syscall.EEXIST // an orphan from a bundle: as overlayfs's copy-up fails (see orphan.go)
+	}
 	src := n.layers()[0]
 	if err := u.copyEntry(src, p, n.id); err != nil {
 		return err

@@ -83,7 +83,14 @@ func (l *DirLayer) Lookup(dir Entry, name string) (Entry, error) {
 	return l.stat(path.Join(dir.(*dirEntry).rel, name))
 }
 
+// An entry of an orphan (see orphan.go) has the path "", which some calls
+// (xattrs through /proc, say) would take for the branch's root: it is
+// refused as absent.
+
 func (l *DirLayer) open(rel string, flags int) (int, error) {
+	if rel == "" {
+		return -1, syscall.ENOENT
+	}
 	if rel == "." {
 		return unix.Openat(l.fd, ".", flags|unix.O_CLOEXEC, 0)
 	}
@@ -155,6 +162,9 @@ func (l *DirLayer) Readlink(e Entry) (string, error) {
 
 func (l *DirLayer) ListXattr(e Entry) ([]string, error) {
 	rel := e.(*dirEntry).rel
+	if rel == "" {
+		return nil, syscall.ENOENT
+	}
 	buf, err := xattrCall(func(b []byte) (int, error) { return xattrat.List(l.fd, rel, b) })
 	if err != nil {
 		if errors.Is(err, unix.ENOTSUP) {
@@ -162,17 +172,25 @@ func (l *DirLayer) ListXattr(e Entry) ([]string, error) {
 		}
 		return nil, err
 	}
+	return splitXattrNames(buf), nil
+}
+
+// splitXattrNames splits a listxattr result.
+func splitXattrNames(buf []byte) []string {
 	var names []string
 	for _, s := range strings.Split(string(buf), "\x00") {
 		if s != "" {
 			names = append(names, s)
 		}
 	}
-	return names, nil
+	return names
 }
 
 func (l *DirLayer) GetXattr(e Entry, name string) ([]byte, error) {
 	rel := e.(*dirEntry).rel
+	if rel == "" {
+		return nil, syscall.ENOENT
+	}
 	v, err := xattrCall(func(b []byte) (int, error) { return xattrat.Get(l.fd, rel, name, b) })
 	if err != nil {
 		if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,8 +35,11 @@ type node struct {
 	// cachedOpens counts the open handles that go through the kernel's
 	// page cache (not passthrough); see openWritable.
 	cachedOpens int
+	opens       int      // open handles of every kind
+	anchor      *os.File // an orphan's file in the changes layer (see orphan.go)
 
 	dirPath atomic.Pointer[keptPath] // directories: path() between renames
+	removed atomic.Bool              // directories: removed from the union (see orphan.go)
 }
 
 // keptPath is a directory's path, valid while namespace.renames stays at
@@ -81,13 +85,21 @@ func (n *node) layers() []layerRef {
 // Renames move alone (see namespace) and are counted after go-fuse has
 // moved the node; the count is read before the walk, so a walk that
 // raced one is kept under a count already passed.
+//
+// An orphan (see orphan.go) has no path: "".
 func (n *node) path() string {
+	if n.removed.Load() {
+		return ""
+	}
 	gen := n.u.ns.renames.Load()
 	if kept := n.dirPath.Load(); kept != nil && kept.gen == gen {
 		return kept.path
 	}
 	p := n.Path(nil)
 	if p == "" {
+		if !n.IsRoot() {
+			return "" // go-fuse's path of a node without parents
+		}
 		p = "."
 	}
 	if n.IsDir() {
@@ -114,7 +126,11 @@ func (n *node) attr() (*Attr, error) {
 	t := n.refs[0]
 	n.mu.Unlock()
 	if t.b == n.u.upper {
-		e, err := n.u.upperLayer.stat(n.path())
+		p := n.path()
+		if p == "" {
+			return n.orphanAttr()
+		}
+		e, err := n.u.upperLayer.stat(p)
 		if err != nil {
 			return nil, err
 		}
@@ -197,6 +213,9 @@ func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
 }
 
 func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	if n.u.upper != nil && n.path() == "" {
+		return fs.NewListDirStream(nil), 0 // removed (see orphan.go)
+	}
 	n.u.mu.RLock()
 	ents, err := n.u.readDir(n.layers())
 	n.u.mu.RUnlock()
@@ -243,7 +262,13 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 		return 0, syscall.ENODATA
 	}
 	t := n.top()
-	v, err := t.b.layer.GetXattr(t.e, attr)
+	var v []byte
+	var err error
+	if n.isOrphan(t) {
+		v, err = n.orphanXattr(attr)
+	} else {
+		v, err = t.b.layer.GetXattr(t.e, attr)
+	}
 	if err != nil {
 		if errors.Is(err, ErrNoXattr) {
 			return 0, syscall.ENODATA
@@ -258,7 +283,13 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	t := n.top()
-	names, err := t.b.layer.ListXattr(t.e)
+	var names []string
+	var err error
+	if n.isOrphan(t) {
+		names, err = n.orphanXattrNames()
+	} else {
+		names, err = t.b.layer.ListXattr(t.e)
+	}
 	if err != nil {
 		return 0, toErrno(err)
 	}
@@ -355,7 +386,13 @@ func (n *node) reader() (FileReader, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.r == nil {
-		r, err := t.b.layer.Open(t.e)
+		var r FileReader
+		var err error
+		if n.isOrphan(t) && n.anchor != nil {
+			r, err = reopenAnchor(n.anchor)
+		} else {
+			r, err = t.b.layer.Open(t.e)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -399,5 +436,9 @@ func (n *node) OnForget() {
 	if n.r != nil {
 		n.r.Close()
 		n.r = nil
+	}
+	if n.anchor != nil {
+		n.anchor.Close()
+		n.anchor = nil
 	}
 }

@@ -71,15 +71,24 @@ const writeFlags = syscall.O_WRONLY | syscall.O_RDWR | syscall.O_TRUNC
 // still below is served through the page cache; until the last such handle
 // is released, the node's later opens are too, after a copy-up as well.
 func (n *node) openWritable(flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	p := n.path()
 	if flags&writeFlags == 0 {
 		if h := n.openBelow(); h != nil {
 			return h, n.openFlags(h), 0
 		}
+	} else if p == "" && n.inBundle() {
+		return nil, 0, syscall.EEXIST // an orphan (see orphan.go)
 	} else if err := n.u.copyUp(n); err != nil {
 		return nil, 0, toErrno(err)
 	}
 	f := int(flags) &^ (syscall.O_CREAT | syscall.O_EXCL | syscall.O_NOCTTY)
-	fd, err := unix.Openat(n.u.changes.FD(), n.path(), f|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	var fd int
+	var err error
+	if p == "" {
+		fd, err = n.reopenOrphan(f)
+	} else {
+		fd, err = unix.Openat(n.u.changes.FD(), n.path(), f|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	}
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
@@ -108,6 +117,7 @@ func (n *node) openBelow() *handle {
 		return nil
 	}
 	n.cachedOpens++
+	n.opens++
 	return &handle{fd: -1}
 }
 
@@ -119,6 +129,7 @@ func (n *node) choosePassthrough(h *handle) {
 	} else {
 		n.cachedOpens++
 	}
+	n.opens++
 	n.mu.Unlock()
 	if h.passthrough && h.writable && n.u.persistent() {
 		var st unix.Stat_t
@@ -134,6 +145,7 @@ func (n *node) released(h *handle) {
 	if !h.passthrough {
 		n.cachedOpens--
 	}
+	n.opens--
 	n.mu.Unlock()
 }
 
@@ -220,6 +232,9 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 func (n *node) prepareNameLocked(name string) (bool, syscall.Errno) {
 	if n.u.upper == nil {
 		return false, syscall.EROFS
+	}
+	if n.path() == "" {
+		return false, syscall.ENOENT // a removed directory (the kernel says so first)
 	}
 	if !n.inUpper() {
 		n.u.copyMu.Unlock()
@@ -436,18 +451,35 @@ func (n *node) remove(ctx context.Context, name string, dir bool) syscall.Errno 
 	defer n.u.copyMu.Unlock()
 	// What is removed from the changes layer is deleted later, its inode
 	// number record with it (see cow.Changes.discard).
-	c, dirPath := n.u.changes, n.path()
+	dirPath := n.path()
+	cn := n.childNode(name)
+	if cn != nil && !isDir {
+		cn.anchorIfOpen(path.Join(dirPath, name)) // open, it may become an orphan
+	}
+	if err := n.removeLocked(dirPath, name, refs); err != nil {
+		return toErrno(err)
+	}
+	if cn != nil && isDir {
+		cn.removed.Store(true)
+	}
+	return 0
+}
+
+// removeLocked removes name, whose layers are refs, from directory n (at
+// dirPath in the changes layer), with u.copyMu held.
+func (n *node) removeLocked(dirPath, name string, refs []layerRef) error {
+	c := n.u.changes
 	if refs[0].b != n.u.upper {
-		return toErrno(c.Whiteout(dirPath, name))
+		return c.Whiteout(dirPath, name)
 	}
 	var held cow.Holding
-	if a := refs[0].e.Attr(); !isDir {
+	if a := refs[0].e.Attr(); !a.IsDir() {
 		held = cow.Holding{Links: a.Nlink, Bytes: int64(a.Blocks) * 512}
 	}
 	if len(refs) > 1 || n.lowerHas(name) { // a directory merged with ones below, or hiding some
-		return toErrno(c.ReplaceWithWhiteout(dirPath, name, held))
+		return c.ReplaceWithWhiteout(dirPath, name, held)
 	}
-	return toErrno(c.Remove(dirPath, name, held))
+	return c.Remove(dirPath, name, held)
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
@@ -534,6 +566,10 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 			return toErrno(err)
 		}
 	}
+	replaced := np.childNode(newName) // an orphan after this if in use
+	if replaced != nil && dstErr == nil && !dst[0].e.Attr().IsDir() {
+		replaced.anchorIfOpen(dstPath)
+	}
 	if dstErr == nil && dst[0].b == n.u.upper && dst[0].e.Attr().IsDir() {
 		err = c.RenameOverDir(n.path(), name, np.path(), newName, srcLower)
 	} else {
@@ -541,6 +577,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	}
 	if err != nil {
 		return toErrno(err)
+	}
+	if replaced != nil && dstErr == nil && dst[0].e.Attr().IsDir() {
+		replaced.removed.Store(true)
 	}
 	if child != nil {
 		n.u.renewMoved(child, dstPath)
@@ -710,6 +749,9 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	if n.u.upper == nil {
 		return syscall.EROFS
 	}
+	if n.path() == "" {
+		return n.setOrphanAttr(f, in, out)
+	}
 	if err := n.u.copyUp(n); err != nil {
 		return toErrno(err)
 	}
@@ -730,44 +772,8 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 			return toErrno(err)
 		}
 	}
-	uid, uok := in.GetUID()
-	gid, gok := in.GetGID()
-	if uok || gok {
-		u, g := -1, -1
-		if uok {
-			u = int(uid)
-		}
-		if gok {
-			g = int(gid)
-		}
-		if err := unix.Fchownat(c.FD(), p, u, g, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return toErrno(err)
-		}
-	}
-	if mode, ok := in.GetMode(); ok {
-		if err := unix.Fchmodat(c.FD(), p, mode&0o7777, 0); err != nil {
-			return toErrno(err)
-		}
-	}
-	atime, aok := in.GetATime()
-	mtime, mok := in.GetMTime()
-	if aok || mok || in.Valid&(fuse.FATTR_ATIME_NOW|fuse.FATTR_MTIME_NOW) != 0 {
-		ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
-		if aok {
-			ts[0] = unix.NsecToTimespec(atime.UnixNano())
-		}
-		if mok {
-			ts[1] = unix.NsecToTimespec(mtime.UnixNano())
-		}
-		if in.Valid&fuse.FATTR_ATIME_NOW != 0 {
-			ts[0] = unix.Timespec{Nsec: unix.UTIME_NOW}
-		}
-		if in.Valid&fuse.FATTR_MTIME_NOW != 0 {
-			ts[1] = unix.Timespec{Nsec: unix.UTIME_NOW}
-		}
-		if err := unix.UtimesNanoAt(c.FD(), p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return toErrno(err)
-		}
+	if err := setAttrAt(c.FD(), p, unix.AT_SYMLINK_NOFOLLOW, in); err != nil {
+		return toErrno(err)
 	}
 	a, err := n.attr()
 	if err != nil {
@@ -784,6 +790,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if hiddenXattr(attr) {
 		return syscall.EPERM
 	}
+	if n.path() == "" {
+		return n.changeOrphanXattr("", func(fd int) error { return unix.Fsetxattr(fd, attr, data, int(flags)) })
+	}
 	if err := n.u.copyUp(n); err != nil {
 		return toErrno(err)
 	}
@@ -796,6 +805,9 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	}
 	if hiddenXattr(attr) {
 		return syscall.ENODATA
+	}
+	if n.path() == "" {
+		return n.changeOrphanXattr(attr, func(fd int) error { return unix.Fremovexattr(fd, attr) })
 	}
 	if err := n.u.copyUp(n); err != nil {
 		return toErrno(err)
