@@ -17,22 +17,34 @@ import (
 // fchmod, fsetxattr on the open file, a reopen through /proc/self/fd),
 // but they have no path, and a request must not build one: go-fuse's
 // path of a node without parents is the root's. So:
-//   - a file of the changes layer that is open when its name goes keeps
-//     an anchor, a descriptor of its own on it, and its requests go
-//     through that; its link count shows 0, as the kernel shows it;
+//   - an entry of the changes layer that may still be in use when its
+//     name goes keeps an anchor, a descriptor of its own on it, and its
+//     requests go through that; its link count shows 0, as the kernel
+//     shows it;
 //   - a file from a bundle reads on from the bundle; changing it fails
 //     with EEXIST, as the kernel's overlayfs fails its copy-up;
 //   - a removed directory lists empty; anything else is ENOENT.
 
-// anchorIfOpen gives file n, at p in the changes layer and about to lose
-// a name there, an anchor if it is open: the name may be its last.
-func (n *node) anchorIfOpen(p string) {
+// anchorIfHeld gives n, at p in the changes layer and about to lose a
+// name there, an anchor if the kernel may use it afterwards: a regular
+// file if it is open (readable, to read on from it), anything else always
+// (by O_PATH, which opens no fifo or device), since the kernel opens
+// fifos, devices and directories without a request the server sees.
+// Anchoring every regular file would cost an open per removal.
+func (n *node) anchorIfHeld(p string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.opens == 0 || n.anchor != nil || n.refs[0].b != n.u.upper || n.refs[0].e.Attr().Mode&syscall.S_IFMT != syscall.S_IFREG {
+	if n.anchor != nil || n.refs[0].b != n.u.upper {
 		return
 	}
-	fd, err := unix.Openat(n.u.changes.FD(), p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	flags := unix.O_PATH
+	if n.refs[0].e.Attr().Mode&syscall.S_IFMT == syscall.S_IFREG {
+		if n.opens == 0 {
+			return
+		}
+		flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY
+	}
+	fd, err := unix.Openat(n.u.changes.FD(), p, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err == nil {
 		n.anchor = os.NewFile(uintptr(fd), p)
 	}
@@ -49,6 +61,17 @@ func (n *node) anchorFd() int {
 	return int(n.anchor.Fd())
 }
 
+// anchorPath names n's anchor's file for calls that take a path (an
+// O_PATH descriptor serves no fchmod or fsetxattr): the anchor's
+// /proc/self/fd link, or "" without an anchor.
+func (n *node) anchorPath() string {
+	fd := n.anchorFd()
+	if fd < 0 {
+		return ""
+	}
+	return fmt.Sprintf("/proc/self/fd/%d", fd)
+}
+
 // inBundle reports whether n's top layer is a branch below the changes
 // layer.
 func (n *node) inBundle() bool {
@@ -58,7 +81,7 @@ func (n *node) inBundle() bool {
 }
 
 // orphanAttr is attr for an orphan of the changes layer: its anchor's, or
-// without one (a directory) the last it was seen with.
+// without one the last it was seen with.
 func (n *node) orphanAttr() (*Attr, error) {
 	var a Attr
 	if fd := n.anchorFd(); fd >= 0 {
@@ -81,8 +104,8 @@ func (n *node) setOrphanAttr(f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.Attr
 	if n.inBundle() {
 		return syscall.EEXIST
 	}
-	fd := n.anchorFd()
-	if fd < 0 {
+	anchor := n.anchorPath()
+	if anchor == "" {
 		return syscall.ENOENT
 	}
 	if sz, ok := in.GetSize(); ok {
@@ -100,7 +123,7 @@ func (n *node) setOrphanAttr(f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.Attr
 			return toErrno(err)
 		}
 	}
-	if err := setAttrAt(fd, "", unix.AT_EMPTY_PATH, in); err != nil {
+	if err := setAttrAt(unix.AT_FDCWD, anchor, 0, in); err != nil {
 		return toErrno(err)
 	}
 	a, err := n.orphanAttr()
@@ -123,11 +146,11 @@ func reopenAnchor(anchor *os.File) (FileReader, error) {
 // reopenOrphan opens an orphan of the changes layer anew, as an open of
 // /proc/self/fd does: through its anchor.
 func (n *node) reopenOrphan(flags int) (int, error) {
-	fd := n.anchorFd()
-	if fd < 0 {
+	anchor := n.anchorPath()
+	if anchor == "" {
 		return -1, syscall.ENOENT
 	}
-	return unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), flags|unix.O_CLOEXEC, 0)
+	return unix.Open(anchor, flags|unix.O_CLOEXEC, 0)
 }
 
 // isOrphan reports whether t, n's top layer, is an orphan's in the changes
@@ -139,11 +162,11 @@ func (n *node) isOrphan(t layerRef) bool {
 
 // orphanXattr reads an xattr of an orphan of the changes layer.
 func (n *node) orphanXattr(name string) ([]byte, error) {
-	fd := n.anchorFd()
-	if fd < 0 {
+	anchor := n.anchorPath()
+	if anchor == "" {
 		return nil, syscall.ENOENT
 	}
-	v, err := xattrCall(func(b []byte) (int, error) { return unix.Fgetxattr(fd, name, b) })
+	v, err := xattrCall(func(b []byte) (int, error) { return unix.Getxattr(anchor, name, b) })
 	if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
 		return nil, ErrNoXattr
 	}
@@ -152,21 +175,22 @@ func (n *node) orphanXattr(name string) ([]byte, error) {
 
 // orphanXattrNames lists the xattrs of an orphan of the changes layer.
 func (n *node) orphanXattrNames() ([]string, error) {
-	fd := n.anchorFd()
-	if fd < 0 {
+	anchor := n.anchorPath()
+	if anchor == "" {
 		return nil, syscall.ENOENT
 	}
-	buf, err := xattrCall(func(b []byte) (int, error) { return unix.Flistxattr(fd, b) })
+	buf, err := xattrCall(func(b []byte) (int, error) { return unix.Listxattr(anchor, b) })
 	if err != nil {
 		return nil, err
 	}
 	return splitXattrNames(buf), nil
 }
 
-// changeOrphanXattr runs an xattr change of an orphan on its anchor. name
+// changeOrphanXattr runs an xattr change of an orphan on its anchor's
+// path. name
 // is the xattr's, for a removal, which fails on a bundle's file only if
 // there is something to remove.
-func (n *node) changeOrphanXattr(name string, call func(fd int) error) syscall.Errno {
+func (n *node) changeOrphanXattr(name string, call func(anchor string) error) syscall.Errno {
 	if n.inBundle() {
 		if name != "" {
 			t := n.top()
@@ -176,16 +200,16 @@ func (n *node) changeOrphanXattr(name string, call func(fd int) error) syscall.E
 		}
 		return syscall.EEXIST
 	}
-	fd := n.anchorFd()
-	if fd < 0 {
+	anchor := n.anchorPath()
+	if anchor == "" {
 		return syscall.ENOENT
 	}
-	return toErrno(call(fd))
+	return toErrno(call(anchor))
 }
 
 // setAttrAt applies the owner, mode and times of in to p relative to
-// dirfd (flags: AT_SYMLINK_NOFOLLOW for a path, AT_EMPTY_PATH for a
-// descriptor).
+// dirfd; flags (AT_SYMLINK_NOFOLLOW, or 0 for an anchor's /proc link)
+// apply to owner and times, as chmod is never asked of a symlink.
 func setAttrAt(dirfd int, p string, flags int, in *fuse.SetAttrIn) error {
 	uid, uok := in.GetUID()
 	gid, gok := in.GetGID()
@@ -202,13 +226,7 @@ func setAttrAt(dirfd int, p string, flags int, in *fuse.SetAttrIn) error {
 		}
 	}
 	if mode, ok := in.GetMode(); ok {
-		var err error
-		if flags&unix.AT_EMPTY_PATH != 0 {
-			err = unix.Fchmod(dirfd, mode&0o7777)
-		} else {
-			err = unix.Fchmodat(dirfd, p, mode&0o7777, 0)
-		}
-		if err != nil {
+		if err := unix.Fchmodat(dirfd, p, mode&0o7777, 0); err != nil {
 			return err
 		}
 	}

@@ -61,6 +61,22 @@ var orphanCases = []orphanCase{
 		}
 		return fd, err
 	}},
+	{"fifo", func(root string) (int, error) {
+		// The kernel opens a fifo without a word to the server, and its
+		// owner changes after it was made.
+		p := filepath.Join(root, "fifo")
+		if err := unix.Mkfifo(p, 0o640); err != nil {
+			return -1, err
+		}
+		fd, err := unix.Open(p, unix.O_RDWR|unix.O_NONBLOCK, 0)
+		if err == nil {
+			err = unix.Chown(p, 1000, 2000)
+		}
+		if err == nil {
+			err = unix.Unlink(p)
+		}
+		return fd, err
+	}},
 	{"removed directory", func(root string) (int, error) {
 		if err := unix.Mkdir(filepath.Join(root, "gone"), 0o755); err != nil {
 			return -1, err
@@ -90,12 +106,16 @@ func orphanOps(t *testing.T, root string, c orphanCase) []string {
 		}
 		out = append(out, s)
 	}
-	stat := func(op string) {
+	stat := func(op string, withTime bool) {
 		var st unix.Stat_t
 		err := unix.Fstat(fd, &st)
-		say(op, err, fmt.Sprintf("mode %o size %d nlink %d uid %d mtime %d", st.Mode, st.Size, st.Nlink, st.Uid, st.Mtim.Sec))
+		v := fmt.Sprintf("mode %o size %d nlink %d uid %d", st.Mode, st.Size, st.Nlink, st.Uid)
+		if withTime { // set explicitly; before, the two sides may straddle a second
+			v += fmt.Sprintf(" mtime %d", st.Mtim.Sec)
+		}
+		say(op, err, v)
 	}
-	stat("fstat")
+	stat("fstat", false)
 	_, err = unix.Write(fd, []byte("more\n"))
 	say("write", err)
 	buf := make([]byte, 256)
@@ -105,7 +125,7 @@ func orphanOps(t *testing.T, root string, c orphanCase) []string {
 	say("fchmod", unix.Fchmod(fd, 0o600))
 	say("fchown", unix.Fchown(fd, 1000, 1000))
 	say("futimens", unix.UtimesNanoAt(fd, "", []unix.Timespec{{Sec: 1000}, {Sec: 2000}}, unix.AT_EMPTY_PATH))
-	stat("fstat after changes")
+	stat("fstat after changes", true)
 	say("fsetxattr", unix.Fsetxattr(fd, "user.k", []byte("v"), 0))
 	k, err = unix.Fgetxattr(fd, "user.k", buf)
 	say("fgetxattr", err, fmt.Sprintf("%q", buf[:max(k, 0)]))
@@ -154,20 +174,10 @@ func TestOrphansMatchOverlayfs(t *testing.T) {
 				}
 				want, got := orphanOps(t, kmnt, c), orphanOps(t, mnt, c)
 				for i := range want {
-					if c.name == "removed directory" {
-						// livefs keeps nothing open on a removed directory
-						// (it sees no OPENDIR): its attributes are the last
-						// it saw (the size the directory had), and changes
-						// to it fail.
-						op := strings.SplitN(want[i], ":", 2)[0]
-						switch op {
-						case "fstat":
-							want[i], got[i] = sizeless.ReplaceAllString(want[i], ""), sizeless.ReplaceAllString(got[i], "")
-						case "fchmod", "fchown", "futimens", "fsetxattr", "fgetxattr", "flistxattr", "fremovexattr":
-							want[i] = op + ": no such file or directory"
-						case "fstat after changes":
-							want[i] = got[i] // the changes failed
-						}
+					if c.name == "removed directory" && strings.HasPrefix(want[i], "fstat") {
+						// A directory's size is the file system's own (and
+						// livefs deletes it from the changes layer later).
+						want[i], got[i] = sizeless.ReplaceAllString(want[i], ""), sizeless.ReplaceAllString(got[i], "")
 					}
 					if i >= len(got) || got[i] != want[i] {
 						t.Errorf("%s: %q, overlayfs %q", c.name, got[i], want[i])

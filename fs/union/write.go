@@ -453,8 +453,8 @@ func (n *node) remove(ctx context.Context, name string, dir bool) syscall.Errno 
 	// number record with it (see cow.Changes.discard).
 	dirPath := n.path()
 	cn := n.childNode(name)
-	if cn != nil && !isDir {
-		cn.anchorIfOpen(path.Join(dirPath, name)) // open, it may become an orphan
+	if cn != nil {
+		cn.anchorIfHeld(path.Join(dirPath, name)) // in use, it may become an orphan
 	}
 	if err := n.removeLocked(dirPath, name, refs); err != nil {
 		return toErrno(err)
@@ -567,8 +567,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		}
 	}
 	replaced := np.childNode(newName) // an orphan after this if in use
-	if replaced != nil && dstErr == nil && !dst[0].e.Attr().IsDir() {
-		replaced.anchorIfOpen(dstPath)
+	if replaced != nil && dstErr == nil {
+		replaced.anchorIfHeld(dstPath)
 	}
 	if dstErr == nil && dst[0].b == n.u.upper && dst[0].e.Attr().IsDir() {
 		err = c.RenameOverDir(n.path(), name, np.path(), newName, srcLower)
@@ -791,7 +791,7 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 		return syscall.EPERM
 	}
 	if n.path() == "" {
-		return n.changeOrphanXattr("", func(fd int) error { return unix.Fsetxattr(fd, attr, data, int(flags)) })
+		return n.changeOrphanXattr("", func(anchor string) error { return unix.Setxattr(anchor, attr, data, int(flags)) })
 	}
 	if err := n.u.copyUp(n); err != nil {
 		return toErrno(err)
@@ -807,7 +807,7 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 		return syscall.ENODATA
 	}
 	if n.path() == "" {
-		return n.changeOrphanXattr(attr, func(fd int) error { return unix.Fremovexattr(fd, attr) })
+		return n.changeOrphanXattr(attr, func(anchor string) error { return unix.Removexattr(anchor, attr) })
 	}
 	if err := n.u.copyUp(n); err != nil {
 		return toErrno(err)

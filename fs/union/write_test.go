@@ -105,9 +105,52 @@ func writeOp(p string, flags int, data string, off int64) string {
 	return errStr(err)
 }
 
+// openSlots holds, per root, the descriptors the "open" operations left
+// open, so that later operations act on files whose names may since have
+// been removed, renamed or copied up.
+type openSlots map[string]*[2]int
+
+// closeAll closes every descriptor left open: a failed test must not
+// leave any on a mount it unmounts.
+func (s openSlots) closeAll() {
+	for root := range s {
+		for slot := range 2 {
+			s.set(root, slot, -1)
+		}
+	}
+}
+
+func (s openSlots) fd(root string, slot int) int {
+	if s[root] == nil {
+		s[root] = &[2]int{-1, -1}
+	}
+	return s[root][slot]
+}
+
+func (s openSlots) set(root string, slot, fd int) {
+	if old := s.fd(root, slot); old >= 0 {
+		unix.Close(old)
+	}
+	s[root][slot] = fd
+}
+
+// fdStat is what fstat reports that both sides must agree on; a
+// directory's size and link count are left out as in comparable.
+func fdStat(fd int) string {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return errStr(err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return fmt.Sprintf("ok mode=%o uid=%d gid=%d", st.Mode, st.Uid, st.Gid)
+	}
+	return fmt.Sprintf("ok mode=%o uid=%d gid=%d size=%d nlink=%d", st.Mode, st.Uid, st.Gid, st.Size, st.Nlink)
+}
+
 // randomOps draws operations over a small name space, so that they hit the
 // lower layers' names, each other's results, and every error case often.
-func randomOps(rng *rand.Rand, n int) []op {
+// Descriptors stay open in slots; the last operations close them.
+func randomOps(rng *rand.Rand, n int, slots openSlots) []op {
 	names := []string{"a", "b", "c", "d", "e"}
 	randPath := func() string {
 		parts := make([]string, 1+rng.Intn(3))
@@ -123,8 +166,9 @@ func randomOps(rng *rand.Rand, n int) []op {
 		off := int64(rng.Intn(40))
 		size := int64(rng.Intn(30))
 		mode := uint32([]int{0o600, 0o644, 0o755, 0o4755, 0o1777, 0o000}[rng.Intn(6)])
+		slot := rng.Intn(2)
 		var o op
-		switch rng.Intn(19) {
+		switch rng.Intn(25) {
 		case 0:
 			o = op{"create " + p, func(r string) string {
 				return writeOp(filepath.Join(r, p), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, data, -1)
@@ -202,8 +246,45 @@ func randomOps(rng *rand.Rand, n int) []op {
 				n, err := unix.Read(fd, b)
 				return errStr(err) + " " + string(b[:max(n, 0)])
 			}}
+		case 19:
+			flags := []int{unix.O_RDONLY, unix.O_RDWR, unix.O_WRONLY | unix.O_APPEND}[rng.Intn(3)]
+			o = op{fmt.Sprintf("open %s flags=%#o slot=%d", p, flags, slot), func(r string) string {
+				fd, err := unix.Open(filepath.Join(r, p), flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+				if err != nil {
+					return errStr(err)
+				}
+				slots.set(r, slot, fd)
+				return "ok"
+			}}
+		case 20:
+			o = op{fmt.Sprintf("fd-pwrite slot=%d@%d", slot, off), func(r string) string {
+				_, err := unix.Pwrite(slots.fd(r, slot), []byte(data), off)
+				return errStr(err)
+			}}
+		case 21:
+			o = op{fmt.Sprintf("fd-read slot=%d", slot), func(r string) string {
+				b := make([]byte, 4096)
+				n, err := unix.Pread(slots.fd(r, slot), b, 0)
+				return errStr(err) + " " + string(b[:max(n, 0)])
+			}}
+		case 22:
+			o = op{fmt.Sprintf("fd-stat slot=%d", slot), func(r string) string { return fdStat(slots.fd(r, slot)) }}
+		case 23:
+			o = op{fmt.Sprintf("fd-chmod slot=%d %o", slot, mode), func(r string) string {
+				return errStr(unix.Fchmod(slots.fd(r, slot), mode))
+			}}
+		case 24:
+			o = op{fmt.Sprintf("fd-setxattr slot=%d", slot), func(r string) string {
+				return errStr(unix.Fsetxattr(slots.fd(r, slot), "user.k"+names[int(off)%5], []byte(data), 0))
+			}}
 		}
 		ops = append(ops, o)
+	}
+	for slot := range 2 {
+		ops = append(ops, op{fmt.Sprintf("close slot=%d", slot), func(r string) string {
+			slots.set(r, slot, -1)
+			return "ok"
+		}})
 	}
 	return ops
 }
@@ -286,9 +367,11 @@ func TestWritableMatchesOverlayfs(t *testing.T) {
 				kmnt := mountKernelOverlay(t, tmp, lowers[1]+":"+lowers[0])
 				changes := filepath.Join(tmp, "changes")
 				fmnt, unmount := mountWritable(t, changes, format, branches...)
+				slots := openSlots{}
+				t.Cleanup(slots.closeAll) // before the unmounts
 
 				results := map[string]int{}
-				for i, o := range randomOps(rng, 300) {
+				for i, o := range randomOps(rng, 300, slots) {
 					want, got := o.do(kmnt), o.do(fmnt)
 					results[strings.Fields(o.desc)[0]+" "+strings.Fields(want)[0]]++
 					if got != want {
