@@ -684,11 +684,7 @@ func (u *Union) renewMoved(n *node, p string) {
 		return
 	}
 	n.mu.Lock()
-	n.refs = []layerRef{{u.upper, e}}
-	if n.r != nil {
-		n.r.Close()
-		n.r = nil
-	}
+	n.moveUpLocked([]layerRef{{u.upper, e}})
 	n.mu.Unlock()
 	if !e.Attr().IsDir() {
 		return
