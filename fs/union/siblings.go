@@ -61,7 +61,10 @@ func (u *Union) pushSiblings(n *node) {
 	if !found {
 		return
 	}
-	buf := make([]byte, pushMaxFile)
+	if u.pushBuf == nil {
+		u.pushBuf = make([]byte, pushMaxFile)
+	}
+	buf := u.pushBuf
 	files, bytes := 0, 0
 	for _, sib := range names[i+1:] {
 		if files >= pushFiles || bytes >= pushMaxBytes {

@@ -63,6 +63,7 @@ type Union struct {
 	logged   map[string]bool
 
 	pushing chan struct{} // one cross-file readahead at a time
+	pushBuf []byte        // the running readahead's buffer, kept: holding pushing guards it
 
 	// passthrough is set by Mount when the kernel takes files of the
 	// changes layer as backing files of open files.
