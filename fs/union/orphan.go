@@ -187,9 +187,8 @@ func (n *node) orphanXattrNames() ([]string, error) {
 }
 
 // changeOrphanXattr runs an xattr change of an orphan on its anchor's
-// path. name
-// is the xattr's, for a removal, which fails on a bundle's file only if
-// there is something to remove.
+// path. name is the xattr's, for a removal, which fails on a bundle's file
+// only if there is something to remove.
 func (n *node) changeOrphanXattr(name string, call func(anchor string) error) syscall.Errno {
 	if n.inBundle() {
 		if name != "" {

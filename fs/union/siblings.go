@@ -4,8 +4,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/hanwen/go-fuse/v2/fs"
 )
 
 // Cross-file readahead. Trees are mostly small files read one after the
@@ -78,7 +76,7 @@ func (u *Union) pushSiblings(n *node) {
 		if !ok || c.StableAttr().Mode != syscall.S_IFREG {
 			continue
 		}
-		if k, ok := c.push(child, buf); ok {
+		if k, ok := c.push(buf); ok {
 			files++
 			bytes += k
 		}
@@ -93,8 +91,8 @@ func (n *node) smallFile() bool {
 }
 
 // push stores the content of n, a bundle's small file not pushed before,
-// into the kernel's cache of inode (n's), and returns its size.
-func (n *node) push(inode *fs.Inode, buf []byte) (int, bool) {
+// into the kernel's cache, and returns its size.
+func (n *node) push(buf []byte) (int, bool) {
 	n.mu.Lock()
 	t := n.refs[0]
 	size := t.e.Attr().Size
@@ -123,7 +121,7 @@ func (n *node) push(inode *fs.Inode, buf []byte) (int, bool) {
 	if d := pushDelay.Load(); d > 0 {
 		time.Sleep(time.Duration(d))
 	}
-	return k, inode.WriteCache(0, buf[:k]) == 0
+	return k, n.WriteCache(0, buf[:k]) == 0
 }
 
 // pushDelay, when set, delays each push's store (tests).
