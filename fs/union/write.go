@@ -684,7 +684,11 @@ func (u *Union) renewMoved(n *node, p string) {
 		return
 	}
 	n.mu.Lock()
-	n.moveUpLocked([]layerRef{{u.upper, e}})
+	n.refs = []layerRef{{u.upper, e}}
+	if n.r != nil {
+		n.r.Close()
+		n.r = nil
+	}
 	n.mu.Unlock()
 	if !e.Attr().IsDir() {
 		return
