@@ -16,7 +16,7 @@ echo "== go test"
 go test -count=1 -timeout 40m ./...
 
 echo "== go test -race (concurrency)"
-go test -count=1 -race -timeout 20m -run 'Concurren|Cache|Parallel|Race|Writable|Rings|Failed|Interrupt|CommitWindow|Calls|NameChanges|RenameOverDir|RemovedInode|CloseLeaves' ./fs/... ./internal/fuseuring ./internal/xattrat
+go test -count=1 -race -timeout 20m -run 'Concurren|Cache|Parallel|Race|Writable|Rings|Failed|Interrupt|CommitWindow|Calls|NameChanges|RenameOverDir|RemovedInode|CloseLeaves|Push' ./fs/... ./internal/fuseuring ./internal/xattrat
 
 echo "== fuzz ($FUZZTIME each)"
 # Go 1.26's fuzz coordinator can report "context deadline exceeded" when

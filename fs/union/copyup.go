@@ -86,12 +86,21 @@ func (n *node) tookCopy(p string) error {
 	if e.Attr().IsDir() {
 		refs = append(refs, n.refs...) // the directory still merges with those below
 	}
+	n.moveUpLocked(refs)
+	return nil
+}
+
+// moveUpLocked points n at refs, which start in the changes layer, once
+// no push of its content from a bundle is under way: one that ended after
+// a write to the copy would leave the bundle's data in the kernel's cache
+// (see siblings.go). Reads continue from the copy. n.mu is held.
+func (n *node) moveUpLocked(refs []layerRef) {
+	n.waitPushLocked()
 	n.refs = refs
 	if n.r != nil {
-		n.r.Close() // reads continue from the copy
+		n.r.Close()
 		n.r = nil
 	}
-	return nil
 }
 
 // copyEntry copies the entry src to path p of the changes layer, recording

@@ -28,10 +28,13 @@ type node struct {
 	// layer names its entry by path, which renames of any ancestor change:
 	// layers() renews it from the node's place in the tree.
 	refs   []layerRef
-	r      FileReader     // regular files: opened on first read
-	pushed bool           // regular files: content already stored in the kernel's page cache
-	names  []string       // directories: the last listing, for cross-file readahead
-	index  map[string]int // directories: position of each name in names
+	r      FileReader // regular files: opened on first read
+	pushed bool       // regular files: content already stored in the kernel's page cache
+	// pushing is closed when a push of the node's content from a bundle
+	// into the kernel's cache, under way, is done (see siblings.go).
+	pushing chan struct{}
+	names   []string       // directories: the last listing, for cross-file readahead
+	index   map[string]int // directories: position of each name in names
 	// cachedOpens counts the open handles that go through the kernel's
 	// page cache (not passthrough); see openWritable.
 	cachedOpens int
@@ -375,8 +378,25 @@ func (n *node) Flush(ctx context.Context, f fs.FileHandle) syscall.Errno {
 
 // reader returns the node's file reader, opened on first use and kept
 // until the kernel forgets the node. One reader per node keeps the
-// sequential-read detection that drives readahead.
+// sequential-read detection that drives readahead. A bundle's file opens
+// without the namespace lock: a push into the kernel's cache may wait for
+// a read of it (see siblings.go).
 func (n *node) reader() (FileReader, error) {
+	n.mu.Lock()
+	if r := n.r; r != nil {
+		n.mu.Unlock()
+		return r, nil
+	}
+	if t := n.refs[0]; t.b != n.u.upper {
+		defer n.mu.Unlock()
+		r, err := t.b.layer.Open(t.e)
+		if err != nil {
+			return nil, err
+		}
+		n.r = r
+		return r, nil
+	}
+	n.mu.Unlock()
 	// A file of the changes layer opens by path (see namespace). READ is
 	// not among the requests namespaceFS holds back: reads of bundles go
 	// on while a rename moves.
@@ -421,9 +441,7 @@ func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64
 		}
 		return nil, toErrno(err)
 	}
-	// Only bundles' files: they cannot change, so content stored in the
-	// kernel's cache ahead of time can never be stale.
-	if off == 0 && n.u.upper == nil && n.top().e.Attr().Size <= pushMaxFile {
+	if off == 0 && n.smallFile() {
 		n.u.readaheadSiblings(n)
 	}
 	return fuse.ReadResultData(dest[:k]), 0

@@ -116,6 +116,7 @@ func (n *node) openBelow() *handle {
 	if n.u.passthrough.Load() && len(n.refs) > 0 && n.refs[0].b == n.u.upper {
 		return nil
 	}
+	n.waitPushLocked() // no READ while a push stores (see siblings.go)
 	n.cachedOpens++
 	n.opens++
 	return &handle{fd: -1}
@@ -684,11 +685,7 @@ func (u *Union) renewMoved(n *node, p string) {
 		return
 	}
 	n.mu.Lock()
-	n.refs = []layerRef{{u.upper, e}}
-	if n.r != nil {
-		n.r.Close()
-		n.r = nil
-	}
+	n.moveUpLocked([]layerRef{{u.upper, e}})
 	n.mu.Unlock()
 	if !e.Attr().IsDir() {
 		return
