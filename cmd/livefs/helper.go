@@ -42,7 +42,7 @@ type helperRequest struct {
 	allowOther         bool
 	noSuid, noDev      bool
 	noExec             bool
-	serverOptions      []string // livefs's own: nopassthrough, nouring
+	serverOptions      []string // passed to the server: nopassthrough, nouring, default_permissions
 	cacheMiB           int64
 	logFile            string
 	fake, verbose      bool
@@ -116,7 +116,7 @@ func parseMountHelperArgs(args []string) (*helperRequest, error) {
 			r.noDev = key == "nodev"
 		case "noexec", "exec":
 			r.noExec = key == "noexec"
-		case "nopassthrough", "nouring":
+		case "nopassthrough", "nouring", "default_permissions":
 			r.serverOptions = append(r.serverOptions, key)
 		case "cache":
 			n, err := strconv.ParseInt(val, 10, 64)

@@ -42,7 +42,7 @@ func init() {
 			"Runs in the foreground until SIGINT/SIGTERM or unmount; --daemon returns once the mount is live.",
 		setup: func(fs *flag.FlagSet) {
 			fs.BoolVar(&daemon, "daemon", false, "serve in the background; exit status says whether the mount worked")
-			fs.StringVar(&options, "o", "", "comma-separated mount options: allow_other, nosuid, nodev, noexec, nopassthrough, nouring, ro, rw")
+			fs.StringVar(&options, "o", "", "comma-separated mount options: allow_other, default_permissions, nosuid, nodev, noexec, nopassthrough, nouring, ro, rw")
 			fs.Int64Var(&cacheMiB, "cache", 0, "block cache per image in MiB (default 32)")
 			fs.BoolVar(&debug, "debug", false, "log every FUSE request")
 			fs.BoolVar(&readOnly, "ro", false, "read-only union: no changes layer")
@@ -75,7 +75,9 @@ func init() {
 					mo.NoURing = true
 				case "ro":
 					readOnly = true
-				case "rw", "suid", "dev", "exec", "default_permissions":
+				case "default_permissions":
+					mo.KernelPermissions = true
+				case "rw", "suid", "dev", "exec":
 				default:
 					return usageErr("unknown mount option %q", o)
 				}

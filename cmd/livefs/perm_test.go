@@ -64,6 +64,22 @@ func permOp(op, p, p2 string) error {
 		return unix.Setxattr(p, "user.livefs-test", []byte("v"), 0)
 	case "utimes":
 		return unix.UtimesNano(p, []unix.Timespec{{Sec: 1}, {Sec: 1}})
+	case "touch":
+		return unix.UtimesNano(p, []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}})
+	case "access-w":
+		return unix.Access(p, unix.W_OK)
+	case "access-r":
+		return unix.Access(p, unix.R_OK)
+	case "stat":
+		var st unix.Stat_t
+		return unix.Stat(p, &st)
+	case "readdir":
+		_, err := os.ReadDir(p)
+		return err
+	case "chdir":
+		return unix.Chdir(p)
+	case "exec":
+		return exec.Command(p).Run()
 	}
 	return fmt.Errorf("unknown op %q", op)
 }
@@ -79,103 +95,151 @@ func errName(err error) string {
 	return err.Error()
 }
 
-// TestAllowOtherPermissions: on a writable mount with allow_other, an
-// unprivileged user gets what the modes allow and is refused the rest,
-// with the errno the kernel's overlayfs gives over the same lower.
-func TestAllowOtherPermissions(t *testing.T) {
+// TestPermissions: a writable mount gives a caller what the modes allow
+// and refuses the rest, with the errno the kernel's overlayfs gives over
+// the same lower. With allow_other the kernel checks (default_permissions):
+// nobody works on root's files. Without it, livefs checks: root without
+// capabilities (the only caller the kernel lets in besides root with them)
+// works on another user's files, which puts it in the same place.
+func TestPermissions(t *testing.T) {
 	sqfstest.RequireRoot(t)
+	sqfstest.RequireTool(t, "setpriv")
 	const nobody = 65534
-	base := t.TempDir()
-	if err := os.Chmod(base, 0o755); err != nil { // reachable by nobody
-		t.Fatal(err)
-	}
-	if err := os.Chmod(filepath.Dir(base), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	lower := filepath.Join(base, "lower")
-	for p, mode := range map[string]os.FileMode{
-		"etc/secret": 0o600, "etc/public": 0o644, "ro/x": 0o644, "open/rootfile": 0o644, "sticky/rootfile": 0o644,
-	} {
-		writeFile(t, filepath.Join(lower, p), "root's\n", mode)
-	}
-	for d, mode := range map[string]os.FileMode{".": 0o755, "etc": 0o755, "ro": 0o755, "open": 0o777, "sticky": 0o777 | os.ModeSticky} {
-		if err := os.Chmod(filepath.Join(lower, d), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The test binary, where nobody can run it.
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog := filepath.Join(base, "perm.test")
-	if err := os.WriteFile(prog, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	mounts := map[string]string{"livefs": filepath.Join(base, "livefs"), "overlayfs": filepath.Join(base, "overlayfs")}
-	for _, d := range []string{mounts["livefs"], mounts["overlayfs"], filepath.Join(base, "upper"), filepath.Join(base, "work")} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if out, code := runBin(t, "mount", "--daemon", "-o", "allow_other", lower, mounts["livefs"]); code != 0 {
-		t.Fatalf("mount: exit %d: %s", code, out)
-	}
-	umountAtEnd(t, mounts["livefs"])
-	sqfstest.Run(t, "mount", "-t", "overlay", "overlay", mounts["overlayfs"], "-o",
-		fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, base, base))
-	umountAtEnd(t, mounts["overlayfs"])
-
-	runAs := func(root, op, p, p2 string) string {
-		t.Helper()
-		cmd := exec.Command(prog, "-test.run=^$")
-		cmd.Env = append(os.Environ(), "LIVEFS_PERM_OP="+op, "LIVEFS_PERM_PATH="+filepath.Join(root, p), "LIVEFS_PERM_PATH2="+filepath.Join(root, p2))
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("%s %s as nobody: %v %s", op, p, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	for _, tc := range []struct {
-		op, path, path2, want string
+	for _, setup := range []struct {
+		name    string
+		options []string // livefs mount's
+		owner   int      // of the lower tree
+		// who runs the operations: nobody, or root without capabilities
+		nobody bool
 	}{
-		{"read", "etc/secret", "", "EACCES"},
-		{"read", "etc/public", "", "ok"},
-		{"write", "etc/public", "", "EACCES"},
-		{"truncate", "etc/public", "", "EACCES"},
-		{"create", "ro/new", "", "EACCES"},
-		{"mkdir", "ro/newdir", "", "EACCES"},
-		{"unlink", "ro/x", "", "EACCES"},
-		{"rename", "ro/x", "open/x", "EACCES"},
-		{"chmod", "etc/public", "", "EPERM"},
-		{"chown", "etc/public", "", "EPERM"},
-		{"utimes", "etc/public", "", "EPERM"},
-		{"setxattr", "etc/public", "", "EACCES"}, // user.* xattrs need write permission
-		{"unlink", "sticky/rootfile", "", "EPERM"},
-		{"create", "open/mine", "", "ok"},
-		{"write", "open/mine", "", "ok"},
-		{"chmod", "open/mine", "", "ok"},
-		{"create", "sticky/mine", "", "ok"},
-		{"unlink", "sticky/mine", "", "ok"},
-		{"unlink", "open/rootfile", "", "ok"},
+		{name: "allow_other", options: []string{"-o", "allow_other"}, owner: 0, nobody: true},
+		{name: "owner only", owner: 1000},
+		{name: "owner only with default_permissions", options: []string{"-o", "default_permissions"}, owner: 1000},
 	} {
-		name := tc.op + " " + tc.path
-		kernel := runAs(mounts["overlayfs"], tc.op, tc.path, tc.path2)
-		got := runAs(mounts["livefs"], tc.op, tc.path, tc.path2)
-		if got != tc.want || kernel != tc.want {
-			t.Errorf("%s as nobody: livefs %s, overlayfs %s; want %s", name, got, kernel, tc.want)
-		}
-	}
-	// What nobody made belongs to nobody, on both.
-	for fs, mnt := range mounts {
-		var st unix.Stat_t
-		if err := unix.Stat(filepath.Join(mnt, "open/mine"), &st); err != nil || st.Uid != nobody || st.Gid != nobody {
-			t.Errorf("%s open/mine: owner %d:%d, %v; want %d:%d", fs, st.Uid, st.Gid, err, nobody, nobody)
-		}
+		t.Run(setup.name, func(t *testing.T) {
+			base := t.TempDir()
+			for _, d := range []string{base, filepath.Dir(base)} { // reachable by nobody
+				if err := os.Chmod(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			lower := filepath.Join(base, "lower")
+			for p, mode := range map[string]os.FileMode{
+				"etc/secret": 0o600, "etc/public": 0o644, "ro/x": 0o644, "open/rootfile": 0o644, "sticky/rootfile": 0o644,
+				"closed/inside": 0o644, "bin/run": 0o755, "bin/norun": 0o744,
+			} {
+				writeFile(t, filepath.Join(lower, p), "#!/bin/sh\nexit 0\n", mode)
+			}
+			for d, mode := range map[string]os.FileMode{
+				".": 0o755, "etc": 0o755, "ro": 0o755, "open": 0o777, "sticky": 0o777 | os.ModeSticky, "closed": 0o700, "bin": 0o755,
+			} {
+				if err := os.Chmod(filepath.Join(lower, d), mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := filepath.Walk(lower, func(p string, _ os.FileInfo, err error) error {
+				if err != nil {
+					return err
+				}
+				return os.Lchown(p, setup.owner, setup.owner)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			// The test binary, where nobody can run it.
+			self, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(self)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prog := filepath.Join(base, "perm.test")
+			if err := os.WriteFile(prog, data, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			mounts := map[string]string{"livefs": filepath.Join(base, "livefs"), "overlayfs": filepath.Join(base, "overlayfs")}
+			for _, d := range []string{mounts["livefs"], mounts["overlayfs"], filepath.Join(base, "upper"), filepath.Join(base, "work")} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			args := append(append([]string{"mount", "--daemon"}, setup.options...), lower, mounts["livefs"])
+			if out, code := runBin(t, args...); code != 0 {
+				t.Fatalf("mount: exit %d: %s", code, out)
+			}
+			umountAtEnd(t, mounts["livefs"])
+			sqfstest.Run(t, "mount", "-t", "overlay", "overlay", mounts["overlayfs"], "-o",
+				fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, base, base))
+			umountAtEnd(t, mounts["overlayfs"])
+
+			who, uid := "root without capabilities", 0
+			if setup.nobody {
+				who, uid = "nobody", nobody
+			}
+			run := func(root, op, p, p2 string) string {
+				t.Helper()
+				cmd := exec.Command("setpriv", "--bounding-set=-all", "--inh-caps=-all", prog, "-test.run=^$")
+				cmd.Env = append(os.Environ(), "LIVEFS_PERM_OP="+op, "LIVEFS_PERM_PATH="+filepath.Join(root, p), "LIVEFS_PERM_PATH2="+filepath.Join(root, p2))
+				if setup.nobody {
+					cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+				}
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("%s %s as %s: %v %s", op, p, who, err, out)
+				}
+				return strings.TrimSpace(string(out))
+			}
+			for _, tc := range []struct {
+				op, path, path2, want string
+			}{
+				{"read", "etc/secret", "", "EACCES"},
+				{"read", "etc/public", "", "ok"},
+				{"write", "etc/public", "", "EACCES"},
+				{"truncate", "etc/public", "", "EACCES"},
+				{"access-w", "etc/public", "", "EACCES"},
+				{"access-r", "etc/public", "", "ok"},
+				{"create", "ro/new", "", "EACCES"},
+				{"mkdir", "ro/newdir", "", "EACCES"},
+				{"unlink", "ro/x", "", "EACCES"},
+				{"rename", "ro/x", "open/x", "EACCES"},
+				{"chmod", "etc/public", "", "EPERM"},
+				{"chown", "etc/public", "", "EPERM"},
+				{"utimes", "etc/public", "", "EPERM"},
+				{"touch", "etc/public", "", "EACCES"},
+				{"setxattr", "etc/public", "", "EACCES"}, // user.* xattrs need write permission
+				{"unlink", "sticky/rootfile", "", "EPERM"},
+				{"rename", "sticky/rootfile", "open/moved", "EPERM"},
+				{"stat", "closed/inside", "", "EACCES"},
+				{"readdir", "closed", "", "EACCES"},
+				{"chdir", "closed", "", "EACCES"},
+				{"exec", "bin/run", "", "ok"},
+				{"exec", "bin/norun", "", "EACCES"},
+				{"create", "open/mine", "", "ok"},
+				{"write", "open/mine", "", "ok"},
+				{"chmod", "open/mine", "", "ok"},
+				{"touch", "open/mine", "", "ok"},
+				{"create", "sticky/mine", "", "ok"},
+				{"unlink", "sticky/mine", "", "ok"},
+				{"unlink", "open/rootfile", "", "ok"},
+				{"mkdir", "open/sub", "", "ok"},
+				{"rename", "open/sub", "open/sub2", "ok"},
+				{"readdir", "open", "", "ok"},
+			} {
+				name := tc.op + " " + tc.path
+				kernel := run(mounts["overlayfs"], tc.op, tc.path, tc.path2)
+				got := run(mounts["livefs"], tc.op, tc.path, tc.path2)
+				if got != tc.want || kernel != tc.want {
+					t.Errorf("%s as %s: livefs %s, overlayfs %s; want %s", name, who, got, kernel, tc.want)
+				}
+			}
+			// What the caller made belongs to the caller, on both.
+			for fs, mnt := range mounts {
+				var st unix.Stat_t
+				if err := unix.Stat(filepath.Join(mnt, "open/mine"), &st); err != nil || st.Uid != uint32(uid) || st.Gid != uint32(uid) {
+					t.Errorf("%s open/mine: owner %d:%d, %v; want %d:%d", fs, st.Uid, st.Gid, err, uid, uid)
+				}
+			}
+		})
 	}
 }

@@ -97,6 +97,7 @@ func (n *node) tookCopy(p string) error {
 func (n *node) moveUpLocked(refs []layerRef) {
 	n.waitPushLocked()
 	n.refs = refs
+	n.forgetPermAttr()
 	if n.r != nil {
 		n.r.Close()
 		n.r = nil

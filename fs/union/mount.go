@@ -17,8 +17,11 @@ import (
 // MountOptions configure the FUSE mount.
 type MountOptions struct {
 	// AllowOther lets other users use the mount; the kernel then checks
-	// permissions (default_permissions is always set).
-	AllowOther bool
+	// permissions (default_permissions). A writable union without it is
+	// checked by livefs itself, which saves a round trip after every change
+	// to a directory (see perm.go), unless KernelPermissions is set.
+	AllowOther        bool
+	KernelPermissions bool
 	// NoSuid and NoDev add nosuid and nodev; by default a root mount honours
 	// setuid bits and device nodes as the kernel's squashfs does.
 	NoSuid, NoDev bool
@@ -57,7 +60,14 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*Server, error) {
 	if timeout == 0 {
 		timeout = time.Hour
 	}
-	options := []string{"default_permissions"}
+	var options []string
+	// A read-only union answers no OPEN (see Open), so only the kernel
+	// can check opens there.
+	if u.upper == nil || o.AllowOther || o.KernelPermissions {
+		options = append(options, "default_permissions")
+	} else {
+		u.checkPerms.Store(true)
+	}
 	if u.upper == nil {
 		options = append(options, "ro")
 	}

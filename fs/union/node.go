@@ -43,6 +43,7 @@ type node struct {
 
 	dirPath atomic.Pointer[keptPath] // directories: path() between renames
 	removed atomic.Bool              // directories: removed from the union (see orphan.go)
+	perm    atomic.Pointer[Attr]     // attributes for permission checks (see permAttr)
 }
 
 // keptPath is a directory's path, valid while namespace.renames stays at
@@ -171,6 +172,9 @@ func fillAttr(out *fuse.Attr, a *Attr, ino uint64) {
 }
 
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if errno := n.permit(ctx, mayExec); errno != 0 {
+		return nil, errno
+	}
 	n.u.mu.RLock()
 	refs, err := n.u.lookup(n.layers(), name)
 	n.u.mu.RUnlock()
@@ -206,16 +210,19 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 	return 0
 }
 
-// Access lets the kernel's default_permissions do the checking; without
-// it, read-only is all there is to say.
+// Access answers access(2) and chdir where the kernel does not check
+// permissions itself (see perm.go).
 func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
-	if mask&2 != 0 && n.u.upper == nil { // W_OK
+	if mask&mayWrite != 0 && n.u.upper == nil {
 		return syscall.EROFS
 	}
-	return 0
+	return n.permit(ctx, mask&(mayRead|mayWrite|mayExec))
 }
 
 func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	if errno := n.permit(ctx, mayRead); errno != 0 {
+		return nil, errno
+	}
 	if n.u.upper != nil && n.path() == "" {
 		return fs.NewListDirStream(nil), 0 // removed (see orphan.go)
 	}
@@ -263,6 +270,9 @@ func hiddenXattr(name string) bool {
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	if hiddenXattr(attr) {
 		return 0, syscall.ENODATA
+	}
+	if errno := n.permitXattr(ctx, attr, mayRead); errno != 0 {
+		return 0, errno
 	}
 	t := n.top()
 	var v []byte
@@ -346,6 +356,9 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 // layer, and its descriptor.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if n.u.upper != nil {
+		if errno := n.permitOpen(ctx, flags); errno != 0 {
+			return nil, 0, errno
+		}
 		return n.openWritable(flags)
 	}
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {

@@ -72,6 +72,9 @@ type Union struct {
 	// uring is set by Mount when requests come through per-CPU io_uring
 	// queues instead of /dev/fuse.
 	uring atomic.Bool
+	// checkPerms is set by Mount when the handlers check permissions
+	// instead of the kernel (see perm.go).
+	checkPerms atomic.Bool
 }
 
 // New stacks layers; the last one is on top (as `livefs mount a.sb b.sb`

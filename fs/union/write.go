@@ -298,6 +298,9 @@ func (n *node) placeNew(name string, whiteout bool, mk func(dirfd int, p string)
 // one stood is made opaque, so that it does not show what the old one held
 // below.
 func (n *node) makeEntry(ctx context.Context, name string, out *fuse.EntryOut, fd *int, mk func(dirfd int, p string) error) (*fs.Inode, syscall.Errno) {
+	if errno := n.permit(ctx, mayWrite|mayExec); errno != 0 {
+		return nil, errno
+	}
 	n.u.copyMu.Lock()
 	defer n.u.copyMu.Unlock()
 	whiteout, errno := n.prepareNameLocked(name)
@@ -342,6 +345,9 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	}
 	if n.u.upper == nil {
 		return nil, syscall.EROFS
+	}
+	if errno := n.permit(ctx, mayWrite|mayExec); errno != 0 {
+		return nil, errno
 	}
 	if err := n.u.copyUp(t); err != nil {
 		return nil, toErrno(err)
@@ -425,9 +431,15 @@ func (n *node) remove(ctx context.Context, name string, dir bool) syscall.Errno 
 	if n.u.upper == nil {
 		return syscall.EROFS
 	}
+	if errno := n.permit(ctx, mayWrite|mayExec); errno != 0 {
+		return errno
+	}
 	refs, err := n.removalRefs(name)
 	if err != nil {
 		return toErrno(err)
+	}
+	if errno := n.permitSticky(ctx, n.entryAttr(name, refs)); errno != 0 {
+		return errno
 	}
 	isDir := refs[0].e.Attr().IsDir()
 	switch {
@@ -498,10 +510,13 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if n.u.upper == nil {
 		return syscall.EROFS
 	}
+	if errno := n.permitRename(ctx, np); errno != 0 {
+		return errno
+	}
 	switch flags {
 	case 0, unix.RENAME_NOREPLACE:
 	case unix.RENAME_EXCHANGE:
-		return n.exchange(name, np, newName)
+		return n.exchange(ctx, name, np, newName)
 	default:
 		return syscall.EINVAL // RENAME_WHITEOUT is not offered
 	}
@@ -515,6 +530,17 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	n.u.mu.RUnlock()
 	if err != nil {
 		return toErrno(err)
+	}
+	if errno := n.permitMovedDir(ctx, np, src[0].e.Attr()); errno != 0 {
+		return errno
+	}
+	if errno := n.permitSticky(ctx, src[0].e.Attr()); errno != 0 {
+		return errno
+	}
+	if dstErr == nil {
+		if errno := np.permitSticky(ctx, dst[0].e.Attr()); errno != 0 {
+			return errno
+		}
 	}
 	srcDir := src[0].e.Attr().IsDir()
 	if dstErr == nil {
@@ -603,7 +629,7 @@ func (n *node) childNode(name string) *node {
 // there; a directory that lands on a name the layers below also have is
 // made opaque, so that it does not merge with what is below. Both names
 // stay, so no whiteout is needed.
-func (n *node) exchange(name string, np *node, newName string) syscall.Errno {
+func (n *node) exchange(ctx context.Context, name string, np *node, newName string) syscall.Errno {
 	n.u.mu.RLock()
 	a, err := n.u.lookup(n.layers(), name)
 	var b []layerRef
@@ -613,6 +639,18 @@ func (n *node) exchange(name string, np *node, newName string) syscall.Errno {
 	n.u.mu.RUnlock()
 	if err != nil {
 		return toErrno(err)
+	}
+	if errno := n.permitMovedDir(ctx, np, a[0].e.Attr()); errno != 0 {
+		return errno
+	}
+	if errno := np.permitMovedDir(ctx, n, b[0].e.Attr()); errno != 0 {
+		return errno
+	}
+	if errno := n.permitSticky(ctx, a[0].e.Attr()); errno != 0 {
+		return errno
+	}
+	if errno := np.permitSticky(ctx, b[0].e.Attr()); errno != 0 {
+		return errno
 	}
 	if err := n.u.copyUp(n); err != nil {
 		return toErrno(err)
@@ -746,6 +784,13 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	if n.u.upper == nil {
 		return syscall.EROFS
 	}
+	if errno := n.permitSetattr(ctx, f, in); errno != 0 {
+		return errno
+	}
+	defer n.forgetPermAttr()
+	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID) != 0 {
+		defer n.dropCachedNames()
+	}
 	if n.path() == "" {
 		return n.setOrphanAttr(f, in, out)
 	}
@@ -787,6 +832,10 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if hiddenXattr(attr) {
 		return syscall.EPERM
 	}
+	if errno := n.permitXattr(ctx, attr, mayWrite); errno != 0 {
+		return errno
+	}
+	defer n.forgetPermAttr() // an ACL changes the mode
 	if n.path() == "" {
 		return n.changeOrphanXattr("", func(anchor string) error { return unix.Setxattr(anchor, attr, data, int(flags)) })
 	}
@@ -803,6 +852,10 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if hiddenXattr(attr) {
 		return syscall.ENODATA
 	}
+	if errno := n.permitXattr(ctx, attr, mayWrite); errno != 0 {
+		return errno
+	}
+	defer n.forgetPermAttr()
 	if n.path() == "" {
 		return n.changeOrphanXattr(attr, func(anchor string) error { return unix.Removexattr(anchor, attr) })
 	}

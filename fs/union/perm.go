@@ -1,0 +1,378 @@
+package union
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Permission checks in the server.
+//
+// The kernel's default_permissions checks every request against the
+// attributes it has cached, and after each change to a directory (a
+// create, an unlink) it must ask the server for them again before the next
+// check: a second round trip for every entry that rm -rf or cp -a touches.
+// A writable union that only its owner may use (no allow_other: the kernel
+// lets in only processes whose user and group IDs all equal the mounter's)
+// runs without it, and the handlers check here instead, as the kernel's
+// generic_permission would: owner, group and other bits (POSIX ACLs are
+// not consulted, as the kernel does not for FUSE without FUSE_POSIX_ACL),
+// then the capabilities that override them. What the VFS checks for
+// itself, with or without default_permissions, is left to it: the sticky
+// bit, append-only and immutable files, CAP_MKNOD, O_NOATIME, the
+// security.* and trusted.* xattr namespaces, protected hard links, and
+// whether a regular file has an execute bit at all.
+//
+// The one difference: the kernel does not ask the server again about a
+// name it has cached, so search permission on the directories of a cached
+// path is not checked again. Among the processes of the one user, one that
+// lacks a capability or supplementary group that another has could follow
+// a path the other looked up. A change of a directory's mode or owner
+// drops the kernel's cached names in it.
+
+// Mask bits of a permission check, as the kernel's MAY_EXEC, MAY_WRITE and
+// MAY_READ (and access(2)'s X_OK, W_OK, R_OK).
+const (
+	mayExec  = 1
+	mayWrite = 2
+	mayRead  = 4
+)
+
+// Capabilities that override file permissions.
+const (
+	capChown        = 0
+	capDACOverride  = 1
+	capDACReadSeach = 2
+	capFowner       = 3
+	capFsetid       = 4
+)
+
+// fmodeExec marks an open for execve in FUSE_OPEN's flags (the kernel's
+// __FMODE_EXEC, passed through from the file's f_flags).
+const fmodeExec = 0x20
+
+// caller is the process a request came from: its fsuid and fsgid from the
+// request, and its capabilities and supplementary groups from /proc, read
+// only when the mode bits alone refuse (root owning what it works on, the
+// common case, never reads them).
+type caller struct {
+	uid, gid uint32
+	pid      uint32
+	loaded   bool
+	caps     uint64
+	groups   []uint32
+}
+
+// callerOf returns the request's caller, or nil where the kernel checks
+// permissions itself (or the request carries no caller).
+func (u *Union) callerOf(ctx context.Context) *caller {
+	if !u.checkPerms.Load() {
+		return nil
+	}
+	c, ok := fuse.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	return &caller{uid: c.Uid, gid: c.Gid, pid: c.Pid}
+}
+
+// load reads the caller's effective capabilities and supplementary groups.
+// A process that is gone (or a request from the kernel, pid 0) has none.
+func (c *caller) load() {
+	if c.loaded {
+		return
+	}
+	c.loaded = true
+	if c.pid == 0 {
+		return
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.pid))
+	if err != nil {
+		return
+	}
+	for line := range bytes.Lines(status) {
+		key, val, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		switch string(key) {
+		case "CapEff":
+			c.caps, _ = strconv.ParseUint(string(bytes.TrimSpace(val)), 16, 64)
+		case "Groups":
+			for _, f := range bytes.Fields(val) {
+				if g, err := strconv.ParseUint(string(f), 10, 32); err == nil {
+					c.groups = append(c.groups, uint32(g))
+				}
+			}
+		}
+	}
+}
+
+func (c *caller) capable(bit uint) bool {
+	c.load()
+	return c.caps&(1<<bit) != 0
+}
+
+// inGroup reports whether gid is the caller's group or one of its
+// supplementary groups.
+func (c *caller) inGroup(gid uint32) bool {
+	if gid == c.gid {
+		return true
+	}
+	c.load()
+	for _, g := range c.groups {
+		if g == gid {
+			return true
+		}
+	}
+	return false
+}
+
+// owns reports whether the caller owns a or may act as its owner
+// (CAP_FOWNER): the kernel's inode_owner_or_capable.
+func (c *caller) owns(a *Attr) bool {
+	return c.uid == a.UID || c.capable(capFowner)
+}
+
+// may checks mask (mayRead|mayWrite|mayExec) against a, as the kernel's
+// generic_permission does without ACLs.
+func (c *caller) may(a *Attr, mask uint32) syscall.Errno {
+	mode := a.Mode
+	switch {
+	case c.uid == a.UID:
+		mode >>= 6
+	case mask&(mode^mode>>3) != 0 && c.inGroup(a.GID): // the group's bits differ from other's where it matters
+		mode >>= 3
+	}
+	if mask&^mode&7 == 0 {
+		return 0
+	}
+	if a.IsDir() {
+		if mask&mayWrite == 0 && c.capable(capDACReadSeach) {
+			return 0
+		}
+		if c.capable(capDACOverride) {
+			return 0
+		}
+		return syscall.EACCES
+	}
+	if mask == mayRead && c.capable(capDACReadSeach) {
+		return 0
+	}
+	if (mask&mayExec == 0 || a.Mode&0o111 != 0) && c.capable(capDACOverride) {
+		return 0
+	}
+	return syscall.EACCES
+}
+
+// permit checks mask against n's attributes for the request's caller.
+func (n *node) permit(ctx context.Context, mask uint32) syscall.Errno {
+	c := n.u.callerOf(ctx)
+	if c == nil {
+		return 0
+	}
+	a, err := n.permAttr()
+	if err != nil {
+		return toErrno(err)
+	}
+	return c.may(a, mask)
+}
+
+// permitOpen checks an open's access mode (and O_TRUNC, and an open for
+// execve) against n.
+func (n *node) permitOpen(ctx context.Context, flags uint32) syscall.Errno {
+	var mask uint32
+	switch flags & syscall.O_ACCMODE {
+	case syscall.O_RDONLY:
+		mask = mayRead
+	case syscall.O_WRONLY:
+		mask = mayWrite
+	default:
+		mask = mayRead | mayWrite
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		mask |= mayWrite
+	}
+	if flags&fmodeExec != 0 {
+		mask |= mayExec
+	}
+	return n.permit(ctx, mask)
+}
+
+// permAttr returns the attributes that permission checks read: a bundle's
+// cannot change, and the changes layer's change only through the
+// handlers, which drop the copy kept here (forgetPermAttr).
+func (n *node) permAttr() (*Attr, error) {
+	if a := n.perm.Load(); a != nil {
+		return a, nil
+	}
+	a, err := n.attr()
+	if err != nil {
+		return nil, err
+	}
+	n.perm.Store(a)
+	return a, nil
+}
+
+// forgetPermAttr drops the attributes permAttr keeps, after a change to
+// them (or to the layer they come from).
+func (n *node) forgetPermAttr() { n.perm.Store(nil) }
+
+// permitSetattr checks a SETATTR as the kernel's setattr_prepare and
+// may_setattr would, and clears the setgid bit from a mode that the caller
+// may not give it. in is changed for that.
+func (n *node) permitSetattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
+	c := n.u.callerOf(ctx)
+	if c == nil {
+		return 0
+	}
+	a, err := n.permAttr()
+	if err != nil {
+		return toErrno(err)
+	}
+	newGID := a.GID
+	if uid, ok := in.GetUID(); ok && !(c.uid == a.UID && uid == a.UID) && !c.capable(capChown) {
+		return syscall.EPERM
+	}
+	if gid, ok := in.GetGID(); ok {
+		if !(c.uid == a.UID && (gid == a.GID || c.inGroup(gid))) && !c.capable(capChown) {
+			return syscall.EPERM
+		}
+		newGID = gid
+	}
+	if mode, ok := in.GetMode(); ok {
+		// The kernel clears setuid and setgid bits itself after a write or
+		// a chown by anyone (file_remove_privs); what it sends then only
+		// takes bits away.
+		const setid = syscall.S_ISUID | syscall.S_ISGID
+		added, dropped := (mode&^a.Mode)&0o7777, (a.Mode&^mode)&0o7777
+		if (added != 0 || dropped&^setid != 0) && !c.owns(a) {
+			return syscall.EPERM
+		}
+		if mode&syscall.S_ISGID != 0 && !c.inGroup(newGID) && !c.capable(capFsetid) {
+			in.Mode &^= syscall.S_ISGID
+		}
+	}
+	const timesNow = fuse.FATTR_ATIME_NOW | fuse.FATTR_MTIME_NOW
+	if in.Valid&(fuse.FATTR_ATIME|fuse.FATTR_MTIME) != 0 {
+		explicit := in.Valid&fuse.FATTR_ATIME != 0 && in.Valid&fuse.FATTR_ATIME_NOW == 0 ||
+			in.Valid&fuse.FATTR_MTIME != 0 && in.Valid&fuse.FATTR_MTIME_NOW == 0
+		switch {
+		case c.owns(a):
+		case explicit:
+			return syscall.EPERM
+		case in.Valid&timesNow != 0:
+			if errno := c.may(a, mayWrite); errno != 0 {
+				return errno
+			}
+		}
+	}
+	if _, ok := in.GetSize(); ok {
+		if h, ok := f.(*handle); !ok || !h.writable {
+			if errno := c.may(a, mayWrite); errno != 0 {
+				return errno
+			}
+		}
+	}
+	return 0
+}
+
+// permitXattr checks a get, set or removal of the extended attribute
+// name: user.* attributes need read or write permission, and POSIX ACLs
+// may be set only by the owner. The VFS checks the other namespaces.
+func (n *node) permitXattr(ctx context.Context, name string, mask uint32) syscall.Errno {
+	c := n.u.callerOf(ctx)
+	if c == nil {
+		return 0
+	}
+	a, err := n.permAttr()
+	if err != nil {
+		return toErrno(err)
+	}
+	switch {
+	case len(name) > 5 && name[:5] == "user.":
+		return c.may(a, mask)
+	case mask == mayWrite && (name == "system.posix_acl_access" || name == "system.posix_acl_default"):
+		if !c.owns(a) {
+			return syscall.EPERM
+		}
+	}
+	return 0
+}
+
+// dropCachedNames makes the kernel forget the names it has cached in
+// directory n, after its mode or owner changed: it would otherwise follow
+// them without asking, and search permission on n is checked here, not by
+// the kernel. It runs after the reply: the kernel holds the directory's
+// lock until then, and the invalidation takes it.
+func (n *node) dropCachedNames() {
+	if !n.u.checkPerms.Load() || !n.IsDir() {
+		return
+	}
+	go func() {
+		for name := range n.Children() {
+			n.NotifyEntry(name)
+		}
+	}()
+}
+
+// permitRename checks that the caller may change both directories of a
+// rename (n, the source's, and np, the target's).
+func (n *node) permitRename(ctx context.Context, np *node) syscall.Errno {
+	if errno := n.permit(ctx, mayWrite|mayExec); errno != 0 {
+		return errno
+	}
+	if np == n {
+		return 0
+	}
+	return np.permit(ctx, mayWrite|mayExec)
+}
+
+// permitMovedDir checks that the caller may change a, the attributes of an
+// entry of n renamed into np: a directory that changes parents has its ".."
+// rewritten, which takes write permission on it (the kernel's vfs_rename).
+func (n *node) permitMovedDir(ctx context.Context, np *node, a *Attr) syscall.Errno {
+	c := n.u.callerOf(ctx)
+	if c == nil || np == n || !a.IsDir() {
+		return 0
+	}
+	return c.may(a, mayWrite)
+}
+
+// permitSticky refuses to remove or replace an entry of directory n (with
+// attributes a) in a sticky directory unless the caller owns the entry or
+// the directory, or has CAP_FOWNER: the kernel's check_sticky, which it
+// leaves to the server where it does not check permissions (FUSE hides the
+// sticky bit from the VFS then).
+func (n *node) permitSticky(ctx context.Context, a *Attr) syscall.Errno {
+	c := n.u.callerOf(ctx)
+	if c == nil {
+		return 0
+	}
+	d, err := n.permAttr()
+	if err != nil {
+		return toErrno(err)
+	}
+	if d.Mode&syscall.S_ISVTX == 0 || c.uid == a.UID || c.uid == d.UID || c.capable(capFowner) {
+		return 0
+	}
+	return syscall.EPERM
+}
+
+// entryAttr returns the attributes of name in directory n, whose layers
+// are refs: its node's where the kernel knows one (refs kept there may
+// predate a chown).
+func (n *node) entryAttr(name string, refs []layerRef) *Attr {
+	if cn := n.childNode(name); cn != nil {
+		if a, err := cn.permAttr(); err == nil {
+			return a
+		}
+	}
+	return refs[0].e.Attr()
+}
