@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -46,11 +47,11 @@ const (
 
 // Capabilities that override file permissions.
 const (
-	capChown        = 0
-	capDACOverride  = 1
-	capDACReadSeach = 2
-	capFowner       = 3
-	capFsetid       = 4
+	capChown         = 0
+	capDACOverride   = 1
+	capDACReadSearch = 2
+	capFowner        = 3
+	capFsetid        = 4
 )
 
 // fmodeExec marks an open for execve in FUSE_OPEN's flags (the kernel's
@@ -154,7 +155,7 @@ func (c *caller) may(a *Attr, mask uint32) syscall.Errno {
 		return 0
 	}
 	if a.IsDir() {
-		if mask&mayWrite == 0 && c.capable(capDACReadSeach) {
+		if mask&mayWrite == 0 && c.capable(capDACReadSearch) {
 			return 0
 		}
 		if c.capable(capDACOverride) {
@@ -162,7 +163,7 @@ func (c *caller) may(a *Attr, mask uint32) syscall.Errno {
 		}
 		return syscall.EACCES
 	}
-	if mask == mayRead && c.capable(capDACReadSeach) {
+	if mask == mayRead && c.capable(capDACReadSearch) {
 		return 0
 	}
 	if (mask&mayExec == 0 || a.Mode&0o111 != 0) && c.capable(capDACOverride) {
@@ -171,15 +172,26 @@ func (c *caller) may(a *Attr, mask uint32) syscall.Errno {
 	return syscall.EACCES
 }
 
-// permit checks mask against n's attributes for the request's caller.
-func (n *node) permit(ctx context.Context, mask uint32) syscall.Errno {
+// checked returns the request's caller and n's attributes for a
+// permission check; a nil caller (with the errno of a failed stat, or 0)
+// where there is nothing to check.
+func (n *node) checked(ctx context.Context) (*caller, *Attr, syscall.Errno) {
 	c := n.u.callerOf(ctx)
 	if c == nil {
-		return 0
+		return nil, nil, 0
 	}
 	a, err := n.permAttr()
 	if err != nil {
-		return toErrno(err)
+		return nil, nil, toErrno(err)
+	}
+	return c, a, 0
+}
+
+// permit checks mask against n's attributes for the request's caller.
+func (n *node) permit(ctx context.Context, mask uint32) syscall.Errno {
+	c, a, errno := n.checked(ctx)
+	if c == nil {
+		return errno
 	}
 	return c.may(a, mask)
 }
@@ -228,13 +240,9 @@ func (n *node) forgetPermAttr() { n.perm.Store(nil) }
 // may_setattr would, and clears the setgid bit from a mode that the caller
 // may not give it. in is changed for that.
 func (n *node) permitSetattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn) syscall.Errno {
-	c := n.u.callerOf(ctx)
+	c, a, errno := n.checked(ctx)
 	if c == nil {
-		return 0
-	}
-	a, err := n.permAttr()
-	if err != nil {
-		return toErrno(err)
+		return errno
 	}
 	newGID := a.GID
 	if uid, ok := in.GetUID(); ok && !(c.uid == a.UID && uid == a.UID) && !c.capable(capChown) {
@@ -252,14 +260,15 @@ func (n *node) permitSetattr(ctx context.Context, f fs.FileHandle, in *fuse.SetA
 		// takes bits away.
 		const setid = syscall.S_ISUID | syscall.S_ISGID
 		added, dropped := (mode&^a.Mode)&0o7777, (a.Mode&^mode)&0o7777
-		if (added != 0 || dropped&^setid != 0) && !c.owns(a) {
-			return syscall.EPERM
-		}
-		if mode&syscall.S_ISGID != 0 && !c.inGroup(newGID) && !c.capable(capFsetid) {
-			in.Mode &^= syscall.S_ISGID
+		if chmod := added != 0 || dropped&^setid != 0; chmod {
+			if !c.owns(a) {
+				return syscall.EPERM
+			}
+			if mode&syscall.S_ISGID != 0 && !c.inGroup(newGID) && !c.capable(capFsetid) {
+				in.Mode &^= syscall.S_ISGID
+			}
 		}
 	}
-	const timesNow = fuse.FATTR_ATIME_NOW | fuse.FATTR_MTIME_NOW
 	if in.Valid&(fuse.FATTR_ATIME|fuse.FATTR_MTIME) != 0 {
 		explicit := in.Valid&fuse.FATTR_ATIME != 0 && in.Valid&fuse.FATTR_ATIME_NOW == 0 ||
 			in.Valid&fuse.FATTR_MTIME != 0 && in.Valid&fuse.FATTR_MTIME_NOW == 0
@@ -267,7 +276,7 @@ func (n *node) permitSetattr(ctx context.Context, f fs.FileHandle, in *fuse.SetA
 		case c.owns(a):
 		case explicit:
 			return syscall.EPERM
-		case in.Valid&timesNow != 0:
+		default: // set to now: writing would do that too
 			if errno := c.may(a, mayWrite); errno != 0 {
 				return errno
 			}
@@ -284,19 +293,20 @@ func (n *node) permitSetattr(ctx context.Context, f fs.FileHandle, in *fuse.SetA
 }
 
 // permitXattr checks a get, set or removal of the extended attribute
-// name: user.* attributes need read or write permission, and POSIX ACLs
-// may be set only by the owner. The VFS checks the other namespaces.
+// name: user.* attributes need read or write permission (and in a sticky
+// directory, ownership, which the VFS would check if it saw the bit), and
+// POSIX ACLs may be set only by the owner. The VFS checks the other
+// namespaces.
 func (n *node) permitXattr(ctx context.Context, name string, mask uint32) syscall.Errno {
-	c := n.u.callerOf(ctx)
+	c, a, errno := n.checked(ctx)
 	if c == nil {
-		return 0
-	}
-	a, err := n.permAttr()
-	if err != nil {
-		return toErrno(err)
+		return errno
 	}
 	switch {
-	case len(name) > 5 && name[:5] == "user.":
+	case strings.HasPrefix(name, "user."):
+		if mask == mayWrite && a.IsDir() && a.Mode&syscall.S_ISVTX != 0 && !c.owns(a) {
+			return syscall.EPERM
+		}
 		return c.may(a, mask)
 	case mask == mayWrite && (name == "system.posix_acl_access" || name == "system.posix_acl_default"):
 		if !c.owns(a) {
@@ -351,13 +361,9 @@ func (n *node) permitMovedDir(ctx context.Context, np *node, a *Attr) syscall.Er
 // leaves to the server where it does not check permissions (FUSE hides the
 // sticky bit from the VFS then).
 func (n *node) permitSticky(ctx context.Context, a *Attr) syscall.Errno {
-	c := n.u.callerOf(ctx)
+	c, d, errno := n.checked(ctx)
 	if c == nil {
-		return 0
-	}
-	d, err := n.permAttr()
-	if err != nil {
-		return toErrno(err)
+		return errno
 	}
 	if d.Mode&syscall.S_ISVTX == 0 || c.uid == a.UID || c.uid == d.UID || c.capable(capFowner) {
 		return 0
