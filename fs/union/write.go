@@ -836,6 +836,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 		return errno
 	}
 	defer n.forgetPermAttr() // an ACL changes the mode
+	if attr == "system.posix_acl_access" {
+		defer n.dropCachedNames()
+	}
 	if n.path() == "" {
 		return n.changeOrphanXattr("", func(anchor string) error { return unix.Setxattr(anchor, attr, data, int(flags)) })
 	}
