@@ -24,11 +24,12 @@ import (
 // runs without it, and the handlers check here instead, as the kernel's
 // generic_permission would: owner, group and other bits (POSIX ACLs are
 // not consulted, as the kernel does not for FUSE without FUSE_POSIX_ACL),
-// then the capabilities that override them. What the VFS checks for
-// itself, with or without default_permissions, is left to it: the sticky
-// bit, append-only and immutable files, CAP_MKNOD, O_NOATIME, the
-// security.* and trusted.* xattr namespaces, protected hard links, and
-// whether a regular file has an execute bit at all.
+// then the capabilities that override them, and the sticky bit (FUSE hides
+// it from the VFS in this mode). What the VFS checks for itself, with or
+// without default_permissions, is left to it: append-only and immutable
+// files, CAP_MKNOD, O_NOATIME, the security.* and trusted.* xattr
+// namespaces, protected hard links, and whether a regular file has an
+// execute bit at all.
 //
 // The one difference: the kernel does not ask the server again about a
 // name it has cached, so search permission on the directories of a cached
@@ -344,10 +345,14 @@ func (n *node) permitRename(ctx context.Context, np *node) syscall.Errno {
 	return np.permit(ctx, mayWrite|mayExec)
 }
 
-// permitMovedDir checks that the caller may change a, the attributes of an
-// entry of n renamed into np: a directory that changes parents has its ".."
-// rewritten, which takes write permission on it (the kernel's vfs_rename).
-func (n *node) permitMovedDir(ctx context.Context, np *node, a *Attr) syscall.Errno {
+// permitLeaving checks that the caller may rename an entry of n (with
+// attributes a) into np: take it out of a sticky directory (permitSticky),
+// and, for a directory that changes parents, rewrite its "..", which takes
+// write permission on it (the kernel's vfs_rename).
+func (n *node) permitLeaving(ctx context.Context, np *node, a *Attr) syscall.Errno {
+	if errno := n.permitSticky(ctx, a); errno != 0 {
+		return errno
+	}
 	c := n.u.callerOf(ctx)
 	if c == nil || np == n || !a.IsDir() {
 		return 0

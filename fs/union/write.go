@@ -531,10 +531,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if err != nil {
 		return toErrno(err)
 	}
-	if errno := n.permitMovedDir(ctx, np, src[0].e.Attr()); errno != 0 {
-		return errno
-	}
-	if errno := n.permitSticky(ctx, src[0].e.Attr()); errno != 0 {
+	if errno := n.permitLeaving(ctx, np, src[0].e.Attr()); errno != 0 {
 		return errno
 	}
 	if dstErr == nil {
@@ -640,16 +637,10 @@ func (n *node) exchange(ctx context.Context, name string, np *node, newName stri
 	if err != nil {
 		return toErrno(err)
 	}
-	if errno := n.permitMovedDir(ctx, np, a[0].e.Attr()); errno != 0 {
+	if errno := n.permitLeaving(ctx, np, a[0].e.Attr()); errno != 0 {
 		return errno
 	}
-	if errno := np.permitMovedDir(ctx, n, b[0].e.Attr()); errno != 0 {
-		return errno
-	}
-	if errno := n.permitSticky(ctx, a[0].e.Attr()); errno != 0 {
-		return errno
-	}
-	if errno := np.permitSticky(ctx, b[0].e.Attr()); errno != 0 {
+	if errno := np.permitLeaving(ctx, n, b[0].e.Attr()); errno != 0 {
 		return errno
 	}
 	if err := n.u.copyUp(n); err != nil {
