@@ -60,6 +60,19 @@ func permOp(op, p, p2 string) error {
 		return os.Rename(p, p2)
 	case "truncate":
 		return os.Truncate(p, 0)
+	case "trunc-open": // then the mode: an open with O_TRUNC drops setuid and setgid bits
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			return err
+		}
+		return fmt.Errorf("mode %o", st.Mode&0o7777)
 	case "setxattr":
 		return unix.Setxattr(p, "user.livefs-test", []byte("v"), 0)
 	case "utimes":
@@ -145,6 +158,12 @@ func TestPermissions(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
+			for p, mode := range map[string]os.FileMode{"open/setuid": 0o777 | os.ModeSetuid, "open/setgid": 0o777 | os.ModeSetgid} {
+				writeFile(t, filepath.Join(lower, p), "#!/bin/sh\nexit 0\n", mode) // after the chown, which would clear the bits
+				if err := errors.Join(os.Lchown(filepath.Join(lower, p), setup.owner, setup.owner), os.Chmod(filepath.Join(lower, p), mode)); err != nil {
+					t.Fatal(err)
+				}
+			}
 			// The test binary, where nobody can run it.
 			self, err := os.Executable()
 			if err != nil {
@@ -227,6 +246,8 @@ func TestPermissions(t *testing.T) {
 				{"mkdir", "open/sub", "", "ok"},
 				{"rename", "open/sub", "open/sub2", "ok"},
 				{"readdir", "open", "", "ok"},
+				{"trunc-open", "open/setuid", "", "mode 777"},
+				{"trunc-open", "open/setgid", "", "mode 777"},
 			} {
 				name := tc.op + " " + tc.path
 				kernel := run(mounts["overlayfs"], tc.op, tc.path, tc.path2)

@@ -46,37 +46,60 @@ func (n *node) parentNode() (string, *node) {
 
 // copyUp brings n (and its parents) into the changes layer.
 func (u *Union) copyUp(n *node) error {
+	_, err := u.copyUpFor(n, -1, -1)
+	return err
+}
+
+// copyUpFor is copyUp for a change that keeps only the first keep bytes of
+// a regular file's data (-1: all of them), or for an open with flags (-1:
+// no open; its O_TRUNC keeps none). Data the change would cut at once is
+// not copied (as overlayfs does): from the copy-up on, the file is that
+// short, even if the change fails later. When it copies a regular file
+// itself, it returns the copy's descriptor if that can serve the open (see
+// copyServes), which spares the open a second walk of the path; otherwise
+// -1, and the caller opens the file.
+func (u *Union) copyUpFor(n *node, flags int, keep int64) (int, error) {
 	if u.upper == nil {
-		return syscall.EROFS
+		return -1, syscall.EROFS
 	}
 	if n.inUpper() {
-		return nil
+		return -1, nil
 	}
 	if _, p := n.parentNode(); p != nil {
 		if err := u.copyUp(p); err != nil {
-			return err
+			return -1, err
 		}
 	}
 	u.copyMu.Lock()
 	defer u.copyMu.Unlock()
 	if n.inUpper() {
-		return nil
+		return -1, nil
 	}
 	p := n.path()
 	if p == "" {
-		return syscall.EEXIST // an orphan from a bundle: as overlayfs's copy-up fails (see orphan.go)
+		return -1, syscall.EEXIST // an orphan from a bundle: as overlayfs's copy-up fails (see orphan.go)
+	}
+	if flags >= 0 && flags&unix.O_TRUNC != 0 {
+		keep = 0
 	}
 	src := n.layers()[0]
-	if err := u.copyEntry(src, p, n.id); err != nil {
-		return err
+	fd, err := u.copyEntry(src, p, n.id, flags, keep)
+	if err != nil {
+		return -1, err
 	}
-	return n.tookCopy(p)
+	if err := n.tookCopy(p, fd); err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return -1, err
+	}
+	return fd, nil
 }
 
 // tookCopy points n, until now wholly below, at its copy at p in the
-// changes layer.
-func (n *node) tookCopy(p string) error {
-	e, err := n.u.upperLayer.stat(p)
+// changes layer; fd is the copy's open descriptor, or -1.
+func (n *node) tookCopy(p string, fd int) error {
+	e, err := n.u.upperLayer.statOpen(p, fd)
 	if err != nil {
 		return err
 	}
@@ -105,15 +128,22 @@ func (n *node) moveUpLocked(refs []layerRef) {
 }
 
 // copyEntry copies the entry src to path p of the changes layer, recording
-// id as its inode number.
-func (u *Union) copyEntry(src layerRef, p string, id uint64) (err error) {
+// id as its inode number, with no more than keep bytes of a regular file's
+// data (-1: all). For an open with flags (-1: none) of a regular file it
+// returns the copy's descriptor if it can serve the open, -1 otherwise.
+func (u *Union) copyEntry(src layerRef, p string, id uint64, flags int, keep int64) (fd int, err error) {
 	c := u.changes
 	work := c.WorkFD()
 	tmp := c.TempName()
 	a := src.e.Attr()
 	typ := a.Mode & syscall.S_IFMT
+	fd = -1
 	defer func() {
 		if err != nil {
+			if fd >= 0 {
+				unix.Close(fd)
+				fd = -1
+			}
 			if typ == syscall.S_IFDIR {
 				unix.Unlinkat(work, tmp, unix.AT_REMOVEDIR)
 			} else {
@@ -125,40 +155,81 @@ func (u *Union) copyEntry(src layerRef, p string, id uint64) (err error) {
 	switch typ {
 	case syscall.S_IFDIR:
 		if err := unix.Mkdirat(work, tmp, 0o700); err != nil {
-			return err
+			return -1, err
 		}
 	case syscall.S_IFREG:
-		if err := u.copyData(src, tmp, a.Size); err != nil {
-			return err
+		mode := unix.O_WRONLY
+		if copyServes(flags) {
+			mode = flags & unix.O_ACCMODE
+		}
+		size := a.Size
+		if keep >= 0 {
+			size = min(size, uint64(keep))
+		}
+		if fd, err = u.copyData(src, tmp, size, mode); err != nil {
+			return fd, err
 		}
 	case syscall.S_IFLNK:
 		target, err := src.b.layer.Readlink(src.e)
 		if err != nil {
-			return err
+			return -1, err
 		}
 		if err := unix.Symlinkat(target, work, tmp); err != nil {
-			return err
+			return -1, err
 		}
 	default:
 		major, minor := a.Rdev>>8&0xfff, a.Rdev&0xff|a.Rdev>>12&0xfff00
 		if err := unix.Mknodat(work, tmp, typ|0o600, int(unix.Mkdev(major, minor))); err != nil {
-			return err
+			return -1, err
 		}
 	}
-	if err := u.copyMeta(src, tmp, a, id); err != nil {
-		return err
+	if err := u.copyMeta(src, tmp, fd, a, id); err != nil {
+		return fd, err
 	}
-	return unix.Renameat(work, tmp, c.FD(), p)
+	if err := unix.Renameat(work, tmp, c.FD(), p); err != nil {
+		return fd, err
+	}
+	if fd >= 0 && !copyServes(flags) {
+		unix.Close(fd)
+		fd = -1
+	}
+	return fd, nil
 }
 
-// copyData writes a regular file's data to tmp in the work directory,
-// leaving holes where the source has runs of zeros, and syncs it.
-func (u *Union) copyData(src layerRef, tmp string, size uint64) error {
-	fd, err := unix.Openat(u.changes.WorkFD(), tmp, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return err
+// copyServes reports whether the descriptor a copy-up writes the copy
+// through, opened with the access mode of flags, can serve an open with
+// flags: one that writes, asks for O_APPEND at most (set afterwards) among
+// what changes a descriptor, and does not truncate (which must set the
+// file's times).
+func copyServes(flags int) bool {
+	if flags < 0 {
+		return false
 	}
-	defer unix.Close(fd)
+	acc := flags & unix.O_ACCMODE
+	rest := flags &^ (unix.O_ACCMODE | unix.O_APPEND | unix.O_LARGEFILE | unix.O_CLOEXEC | unix.O_NOFOLLOW)
+	return rest == 0 && (acc == unix.O_WRONLY || acc == unix.O_RDWR)
+}
+
+// copyData writes a regular file's first size bytes to tmp in the work
+// directory, leaving holes where the source has runs of zeros, syncs it,
+// and returns its descriptor, opened with access mode mode.
+func (u *Union) copyData(src layerRef, tmp string, size uint64, mode int) (int, error) {
+	fd, err := unix.Openat(u.changes.WorkFD(), tmp, unix.O_CREAT|unix.O_EXCL|mode|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return -1, err
+	}
+	if err := copyInto(fd, src, size); err != nil {
+		return fd, err
+	}
+	return fd, nil
+}
+
+// copyInto writes src's first size bytes to fd, an empty file, and syncs
+// it.
+func copyInto(fd int, src layerRef, size uint64) error {
+	if size == 0 {
+		return nil
+	}
 	r, err := src.b.layer.Open(src.e)
 	if err != nil {
 		return err
@@ -167,6 +238,7 @@ func (u *Union) copyData(src layerRef, tmp string, size uint64) error {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
+	end := int64(0) // where the data written ends
 	for off := int64(0); off < int64(size); {
 		n, err := r.ReadAt(buf[:min(int64(len(buf)), int64(size)-off)], off)
 		if n == 0 {
@@ -179,11 +251,14 @@ func (u *Union) copyData(src layerRef, tmp string, size uint64) error {
 			if _, err := unix.Pwrite(fd, buf[:n], off); err != nil {
 				return err
 			}
+			end = off + int64(n)
 		}
 		off += int64(n)
 	}
-	if err := unix.Ftruncate(fd, int64(size)); err != nil {
-		return err
+	if end < int64(size) { // a hole at the end
+		if err := unix.Ftruncate(fd, int64(size)); err != nil {
+			return err
+		}
 	}
 	return unix.Fdatasync(fd)
 }
@@ -202,17 +277,18 @@ func allZero(b []byte) bool {
 }
 
 // copyMeta gives tmp the owner, mode, xattrs and times of src (in that
-// order: chown clears setuid bits, and setting anything changes ctime).
-func (u *Union) copyMeta(src layerRef, tmp string, a *Attr, id uint64) error {
-	work := u.changes.WorkFD()
+// order: chown clears setuid bits, and setting anything changes ctime),
+// through fd, tmp's open descriptor, if it is not -1.
+func (u *Union) copyMeta(src layerRef, tmp string, fd int, a *Attr, id uint64) error {
+	f := tempFile{dir: u.changes.WorkFD(), name: tmp, fd: fd}
 	isLink := a.Mode&syscall.S_IFMT == syscall.S_IFLNK
 	if u.changes.Root {
-		if err := unix.Fchownat(work, tmp, int(a.UID), int(a.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := f.chown(int(a.UID), int(a.GID)); err != nil {
 			return err
 		}
 	}
 	if !isLink {
-		if err := unix.Fchmodat(work, tmp, a.Mode&0o7777, 0); err != nil {
+		if err := f.chmod(a.Mode & 0o7777); err != nil {
 			return err
 		}
 	}
@@ -231,27 +307,70 @@ func (u *Union) copyMeta(src layerRef, tmp string, a *Attr, id uint64) error {
 			}
 			return err
 		}
-		if err := xattrat.Set(work, tmp, x, v, 0); err != nil {
+		if err := f.setxattr(x, v); err != nil {
 			return fmt.Errorf("xattr %s: %w", x, err)
 		}
 	}
 	switch {
 	case u.inoXattr == "":
 		var st unix.Stat_t
-		if err := unix.Fstatat(work, tmp, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := f.stat(&st); err != nil {
 			return err
 		}
 		if err := u.changes.RememberIno(st.Ino, id); err != nil {
 			return err
 		}
 	case !isLink || u.changes.Root:
-		xattrat.Set(work, tmp, u.inoXattr, []byte(strconv.FormatUint(id, 10)), 0)
+		f.setxattr(u.inoXattr, []byte(strconv.FormatUint(id, 10)))
 	}
-	ts := []unix.Timespec{
+	return f.setTimes([]unix.Timespec{
 		{Sec: a.Atime, Nsec: int64(a.AtimeNs)},
 		{Sec: a.Mtime, Nsec: int64(a.MtimeNs)},
+	})
+}
+
+// tempFile is a copy under construction: name in directory dir, and its
+// open descriptor fd, or -1. Its calls go through fd where there is one,
+// sparing a lookup of the name each.
+type tempFile struct {
+	dir  int
+	name string
+	fd   int
+}
+
+func (f tempFile) chown(uid, gid int) error {
+	if f.fd >= 0 {
+		return unix.Fchown(f.fd, uid, gid)
 	}
-	return unix.UtimesNanoAt(work, tmp, ts, unix.AT_SYMLINK_NOFOLLOW)
+	return unix.Fchownat(f.dir, f.name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+func (f tempFile) chmod(mode uint32) error {
+	if f.fd >= 0 {
+		return unix.Fchmod(f.fd, mode)
+	}
+	return unix.Fchmodat(f.dir, f.name, mode, 0)
+}
+
+func (f tempFile) setxattr(name string, value []byte) error {
+	if f.fd >= 0 {
+		return unix.Fsetxattr(f.fd, name, value, 0)
+	}
+	return xattrat.Set(f.dir, f.name, name, value, 0)
+}
+
+func (f tempFile) stat(st *unix.Stat_t) error {
+	if f.fd >= 0 {
+		return unix.Fstat(f.fd, st)
+	}
+	return unix.Fstatat(f.dir, f.name, st, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+func (f tempFile) setTimes(ts []unix.Timespec) error {
+	if f.fd >= 0 {
+		return unix.UtimesNanoAt(f.fd, "", ts, unix.AT_EMPTY_PATH)
+	}
+	return unix.UtimesNanoAt(f.dir, f.name, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // copyUpTree copies a whole directory tree into the changes layer, so that
@@ -307,13 +426,14 @@ func (u *Union) copyEntryOf(src layerRef, p string, n *node) error {
 		if n == nil || n.inUpper() {
 			return nil
 		}
-		return n.tookCopy(p)
+		return n.tookCopy(p, -1)
 	}
 	if n == nil {
-		return u.copyEntry(src, p, u.inoOf(src))
-	}
-	if err := u.copyEntry(src, p, n.id); err != nil {
+		_, err := u.copyEntry(src, p, u.inoOf(src), -1, -1)
 		return err
 	}
-	return n.tookCopy(p)
+	if _, err := u.copyEntry(src, p, n.id, -1, -1); err != nil {
+		return err
+	}
+	return n.tookCopy(p, -1)
 }

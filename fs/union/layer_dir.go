@@ -58,6 +58,19 @@ func (l *DirLayer) stat(rel string) (*dirEntry, error) {
 	return &dirEntry{rel: rel, attr: attrFromStat(&st)}, nil
 }
 
+// statOpen is stat of rel, through fd, rel's open descriptor, if it is not
+// -1.
+func (l *DirLayer) statOpen(rel string, fd int) (*dirEntry, error) {
+	if fd < 0 {
+		return l.stat(rel)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: path.Join(l.name, rel), Err: err}
+	}
+	return &dirEntry{rel: rel, attr: attrFromStat(&st)}, nil
+}
+
 func attrFromStat(st *unix.Stat_t) Attr {
 	return Attr{
 		Mode: st.Mode, UID: st.Uid, GID: st.Gid, Size: uint64(st.Size), Blocks: uint64(st.Blocks),

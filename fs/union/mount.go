@@ -109,6 +109,10 @@ func Mount(mountpoint string, u *Union, o MountOptions) (*Server, error) {
 			ExtraCapabilities: fuse.CAP_NO_OPENDIR_SUPPORT,
 		},
 	}
+	if u.upper != nil {
+		// OPEN carries O_TRUNC, and no SETATTR follows (see openWritable).
+		fsOpts.MountOptions.ExtraCapabilities |= fuse.CAP_ATOMIC_O_TRUNC
+	}
 	var ringErr error
 	if !o.NoURing {
 		ringErr = fuseuring.Usable()

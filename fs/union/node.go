@@ -359,7 +359,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		if errno := n.permitOpen(ctx, flags); errno != 0 {
 			return nil, 0, errno
 		}
-		return n.openWritable(flags)
+		return n.openWritable(ctx, flags)
 	}
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS

@@ -77,6 +77,11 @@ func (u *Union) callerOf(ctx context.Context) *caller {
 	if !u.checkPerms.Load() {
 		return nil
 	}
+	return callerFrom(ctx)
+}
+
+// callerFrom returns the request's caller, nil if it carries none.
+func callerFrom(ctx context.Context) *caller {
 	c, ok := fuse.FromContext(ctx)
 	if !ok {
 		return nil
@@ -299,22 +304,25 @@ func (n *node) permitSetattr(ctx context.Context, f fs.FileHandle, in *fuse.SetA
 // POSIX ACLs may be set only by the owner. The VFS checks the other
 // namespaces.
 func (n *node) permitXattr(ctx context.Context, name string, mask uint32) syscall.Errno {
+	user := strings.HasPrefix(name, "user.")
+	acl := mask == mayWrite && (name == "system.posix_acl_access" || name == "system.posix_acl_default")
+	if !user && !acl {
+		return 0 // without a stat: the kernel asks for security.capability before each write
+	}
 	c, a, errno := n.checked(ctx)
 	if c == nil {
 		return errno
 	}
-	switch {
-	case strings.HasPrefix(name, "user."):
-		if mask == mayWrite && a.IsDir() && a.Mode&syscall.S_ISVTX != 0 && !c.owns(a) {
-			return syscall.EPERM
-		}
-		return c.may(a, mask)
-	case mask == mayWrite && (name == "system.posix_acl_access" || name == "system.posix_acl_default"):
+	if acl {
 		if !c.owns(a) {
 			return syscall.EPERM
 		}
+		return 0
 	}
-	return 0
+	if mask == mayWrite && a.IsDir() && a.Mode&syscall.S_ISVTX != 0 && !c.owns(a) {
+		return syscall.EPERM
+	}
+	return c.may(a, mask)
 }
 
 // dropCachedNames makes the kernel forget the names it has cached in

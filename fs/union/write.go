@@ -70,31 +70,77 @@ const writeFlags = syscall.O_WRONLY | syscall.O_RDWR | syscall.O_TRUNC
 // (mixing fails the open with EIO). A file opened for reading while it is
 // still below is served through the page cache; until the last such handle
 // is released, the node's later opens are too, after a copy-up as well.
-func (n *node) openWritable(flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+//
+// O_TRUNC comes with the open (FUSE atomic_o_trunc: no SETATTR follows),
+// and a lower file's data is then not copied up at all.
+func (n *node) openWritable(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	p := n.path()
+	f := int(flags) &^ (syscall.O_CREAT | syscall.O_EXCL | syscall.O_NOCTTY)
+	fd := -1
+	var err error
 	if flags&writeFlags == 0 {
 		if h := n.openBelow(); h != nil {
 			return h, n.openFlags(h), 0
 		}
 	} else if p == "" && n.inBundle() {
 		return nil, 0, syscall.EEXIST // an orphan (see orphan.go)
-	} else if err := n.u.copyUp(n); err != nil {
+	} else if fd, err = n.u.copyUpFor(n, f, -1); err != nil {
 		return nil, 0, toErrno(err)
 	}
-	f := int(flags) &^ (syscall.O_CREAT | syscall.O_EXCL | syscall.O_NOCTTY)
-	var fd int
-	var err error
-	if p == "" {
+	switch {
+	case fd >= 0: // the copy-up's own descriptor
+		if f&syscall.O_APPEND == 0 {
+			break
+		}
+		if _, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, unix.O_APPEND); err != nil {
+			unix.Close(fd)
+		}
+	case p == "":
 		fd, err = n.reopenOrphan(f)
-	} else {
+	default:
 		fd, err = unix.Openat(n.u.changes.FD(), n.path(), f|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	}
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
+	if f&syscall.O_TRUNC != 0 {
+		n.forgetPermAttr()
+		if err := dropSetidOnTruncate(ctx, fd); err != nil {
+			unix.Close(fd)
+			return nil, 0, toErrno(err)
+		}
+	}
 	h := &handle{fd: fd, writable: flags&(syscall.O_WRONLY|syscall.O_RDWR) != 0}
 	n.choosePassthrough(h)
 	return h, n.openFlags(h), 0
+}
+
+// dropSetidOnTruncate clears the setuid bit of fd, a regular file an open
+// has just truncated, and its setgid bit where the kernel's truncate would
+// (group-executable, or the caller not in its group), unless the caller
+// has CAP_FSETID. The kernel leaves that to the server when OPEN carries
+// O_TRUNC, and a server with CAP_FSETID keeps the bits in its own
+// truncation. (The truncation itself drops security.capability.)
+func dropSetidOnTruncate(ctx context.Context, fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&(syscall.S_ISUID|syscall.S_ISGID) == 0 || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil
+	}
+	c := callerFrom(ctx)
+	if c == nil {
+		return nil
+	}
+	drop := st.Mode & syscall.S_ISUID
+	if st.Mode&syscall.S_ISGID != 0 && (st.Mode&syscall.S_IXGRP != 0 || !c.inGroup(st.Gid)) {
+		drop |= syscall.S_ISGID
+	}
+	if drop == 0 || c.capable(capFsetid) {
+		return nil
+	}
+	return unix.Fchmod(fd, st.Mode&0o7777&^drop)
 }
 
 // openFlags are the kernel's flags for an open of h: keep the page cache,
@@ -785,7 +831,11 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	if n.path() == "" {
 		return n.setOrphanAttr(f, in, out)
 	}
-	if err := n.u.copyUp(n); err != nil {
+	keep := int64(-1)
+	if sz, ok := in.GetSize(); ok {
+		keep = int64(min(sz, 1<<63-1))
+	}
+	if _, err := n.u.copyUpFor(n, -1, keep); err != nil {
 		return toErrno(err)
 	}
 	c := n.u.changes

@@ -1,6 +1,7 @@
 package union_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand"
@@ -695,5 +696,116 @@ func TestRemovedBigFileFreesSpace(t *testing.T) {
 	}
 	if after := usage(); before-after < int64(len(data)) {
 		t.Errorf("changes directory holds %d bytes before the unlink, %d right after: want %d fewer", before, after, len(data))
+	}
+}
+
+// TestTruncatingCopyUp: a change that cuts a bundle's file copies only the
+// data that stays. The files' last blocks are damaged in the image, so a
+// copy-up that read them would fail with EIO. An open with O_TRUNC leaves
+// the file empty with a new mtime and its inode number (setuid kept for
+// root, which has CAP_FSETID); a truncate keeps the head.
+func TestTruncatingCopyUp(t *testing.T) {
+	sqfstest.RequireRoot(t)
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const block = 4096
+	data := strings.Repeat("0123456789abcdef", 3*block/16) // three blocks
+	old := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	for name, mode := range map[string]os.FileMode{"wronly": 0o644, "rdwr": 0o644, "setuid": 0o755 | os.ModeSetuid, "head": 0o644} {
+		p := filepath.Join(src, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(t.TempDir(), "img.sb")
+	sqfstest.Mksquashfs(t, src, img, "-comp", "gzip", "-b", fmt.Sprint(block), "-no-fragments")
+	r, err := sqfs.Open(img, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"wronly", "rdwr", "setuid", "head"} {
+		fi, err := r.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks, err := r.FileBlocks(fi.Sys().(*sqfs.Inode))
+		if err != nil || len(blocks) != 3 {
+			t.Fatalf("%s: %d blocks, %v; want 3", name, len(blocks), err)
+		}
+		last := blocks[2]
+		if _, err := f.WriteAt(bytes.Repeat([]byte{0xA5}, 16), int64(last.Pos)+int64(last.Size)/2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, m := range mountModes {
+		t.Run(m.name, func(t *testing.T) {
+			if m.passthrough {
+				requirePassthroughKernel(t)
+			}
+			mnt, _, _ := mountWritableUnion(t, filepath.Join(t.TempDir(), "changes"), cow.Aufs, union.MountOptions{NoPassthrough: !m.passthrough}, img)
+			at := func(name string) string { return filepath.Join(mnt, name) }
+			if _, err := os.ReadFile(at("head")); !errorsIsEIO(err) {
+				t.Fatalf("reading a damaged file: %v, want EIO", err)
+			}
+			start := time.Now().Add(-time.Second)
+			for _, tc := range []struct {
+				name  string
+				flags int
+				mode  uint32
+			}{
+				{"wronly", os.O_WRONLY | os.O_TRUNC, 0o644},
+				{"rdwr", os.O_RDWR | os.O_TRUNC, 0o644},
+				{"setuid", os.O_WRONLY | os.O_TRUNC, 0o4755},
+			} {
+				var before unix.Stat_t
+				if err := unix.Stat(at(tc.name), &before); err != nil {
+					t.Fatal(err)
+				}
+				f, err := os.OpenFile(at(tc.name), tc.flags, 0)
+				if err != nil {
+					t.Errorf("open %s with O_TRUNC: %v", tc.name, err)
+					continue
+				}
+				_, err = f.WriteString("new\n")
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					t.Errorf("%s: %v", tc.name, err)
+				}
+				got, err := os.ReadFile(at(tc.name))
+				var st unix.Stat_t
+				if serr := unix.Stat(at(tc.name), &st); err == nil {
+					err = serr
+				}
+				if err != nil || string(got) != "new\n" || st.Ino != before.Ino || st.Mode&0o7777 != tc.mode || time.Unix(st.Mtim.Unix()).Before(start) {
+					t.Errorf("%s after open with O_TRUNC and a write: %q, ino %d (was %d), mode %o, mtime %v, %v; want %q, the same ino, mode %o, mtime now",
+						tc.name, got, st.Ino, before.Ino, st.Mode&0o7777, time.Unix(st.Mtim.Unix()), err, "new\n", tc.mode)
+				}
+			}
+			if err := os.Truncate(at("head"), 100); err != nil {
+				t.Errorf("truncate head to 100 bytes: %v", err)
+			}
+			if got, err := os.ReadFile(at("head")); err != nil || string(got) != data[:100] {
+				t.Errorf("head after truncate: %d bytes, %v; want its first 100 bytes", len(got), err)
+			}
+		})
 	}
 }
