@@ -8,35 +8,8 @@
 # contenders alternating in each; median seconds per phase, and each
 # contender's phases and total against the kernel's.
 source "$(dirname "$0")/common.sh"
-lower=$(image zstd)
-shadow=$work/shadow-$block.sqfs
-if [[ ! -s $shadow ]]; then
-  rm -rf "$work/shadow"; mkdir -p "$work/shadow/src"
-  cp -a "$tree/src/net" "$work/shadow/src/net"
-  mksquashfs "$work/shadow" "$shadow" -comp zstd -b "$block" -noappend -no-progress -quiet >&2
-fi
-mnt=$work/wmnt l1=$work/l1 l2=$work/l2 up=/dev/shm/livefs-bench-upper wk=/dev/shm/livefs-bench-work
-mkdir -p "$mnt" "$l1" "$l2"
-# livefs-devfuse: livefs over /dev/fuse instead of per-CPU io_uring queues.
+writable_unions
 contenders=${BENCH_CONTENDERS:-"kernel livefs livefs-devfuse fuse-overlayfs"}
-setup() {
-  rm -rf "$up" "$wk"; mkdir -p "$up" "$wk"
-  case $1 in
-    kernel)
-      mount -t squashfs -o loop,ro "$lower" "$l1"; mount -t squashfs -o loop,ro "$shadow" "$l2"
-      mount -t overlay overlay -o "lowerdir=$l2:$l1,upperdir=$up,workdir=$wk" "$mnt" ;;
-    livefs) "$livefs" mount --daemon --changes "$up" "$lower" "$shadow" "$mnt" ;;
-    livefs-devfuse) "$livefs" mount --daemon -o nouring --changes "$up" "$lower" "$shadow" "$mnt" ;;
-    fuse-overlayfs)
-      squashfuse_ll "$lower" "$l1"; squashfuse_ll "$shadow" "$l2"
-      fuse-overlayfs -o "lowerdir=$l2:$l1,upperdir=$up,workdir=$wk" "$mnt" ;;
-  esac
-}
-teardown() {
-  umount "$mnt"
-  case $1 in kernel|fuse-overlayfs) umount "$l2"; umount "$l1" ;; esac
-  rm -rf "$up" "$wk"
-}
 walk() { find "$mnt" -printf '%s %m %u %g %T@ %p\n' > /dev/null; }
 readall() { find "$mnt" -type f -print0 | xargs -0 -P2 cat > /dev/null; }
 cpdir() { cp -a "$mnt/src/runtime" "$mnt/runtime-copy"; }

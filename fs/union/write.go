@@ -104,8 +104,9 @@ func (n *node) openWritable(ctx context.Context, flags uint32) (fs.FileHandle, u
 		return nil, 0, toErrno(err)
 	}
 	if f&syscall.O_TRUNC != 0 {
-		n.forgetPermAttr()
-		if err := dropSetidOnTruncate(ctx, fd); err != nil {
+		err := dropSetidOnTruncate(ctx, fd)
+		n.forgetPermAttr() // after the mode changed
+		if err != nil {
 			unix.Close(fd)
 			return nil, 0, toErrno(err)
 		}
@@ -120,7 +121,8 @@ func (n *node) openWritable(ctx context.Context, flags uint32) (fs.FileHandle, u
 // (group-executable, or the caller not in its group), unless the caller
 // has CAP_FSETID. The kernel leaves that to the server when OPEN carries
 // O_TRUNC, and a server with CAP_FSETID keeps the bits in its own
-// truncation. (The truncation itself drops security.capability.)
+// truncation. (The truncation itself drops security.capability; the
+// kernel, seeing the bits in its cache, asks for the attributes again.)
 func dropSetidOnTruncate(ctx context.Context, fd int) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
