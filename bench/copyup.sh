@@ -2,11 +2,11 @@
 # Writes to existing files of a writable union, call by call: open, write
 # a line, close, for 2,000 files of src (the lowers and contenders of
 # writable.sh; page cache dropped, then src walked as writable.sh's walk
-# does, so that no name is looked up in the timed calls). append opens with O_APPEND (the
-# open copies the file up with its data), rewrite with O_TRUNC (the copy
-# takes no data); each runs once on the bundles' files (copy-up) and once
-# more on the copies. Median of BENCH_RUNS runs: mean µs per call, and ms
-# for the 2,000 files.
+# does, so that the timed calls look no name up). append opens with
+# O_APPEND (the open copies the file up with its data), rewrite with
+# O_TRUNC (the copy takes no data); each runs once on the bundles' files
+# (copy-up) and once more on the copies. Median of BENCH_RUNS runs: mean
+# µs per call, and ms for the 2,000 files.
 source "$(dirname "$0")/common.sh"
 (cd "$root" && go build -o "$work/copyup" ./bench/copyup)
 writable_unions
