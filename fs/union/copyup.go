@@ -138,6 +138,7 @@ func (u *Union) copyEntry(src layerRef, p string, id uint64, flags int, keep int
 	a := src.e.Attr()
 	typ := a.Mode & syscall.S_IFMT
 	fd = -1
+	serves := copyServes(flags)
 	defer func() {
 		if err != nil {
 			if fd >= 0 {
@@ -159,7 +160,7 @@ func (u *Union) copyEntry(src layerRef, p string, id uint64, flags int, keep int
 		}
 	case syscall.S_IFREG:
 		mode := unix.O_WRONLY
-		if copyServes(flags) {
+		if serves {
 			mode = flags & unix.O_ACCMODE
 		}
 		size := a.Size
@@ -189,7 +190,7 @@ func (u *Union) copyEntry(src layerRef, p string, id uint64, flags int, keep int
 	if err := unix.Renameat(work, tmp, c.FD(), p); err != nil {
 		return fd, err
 	}
-	if fd >= 0 && !copyServes(flags) {
+	if fd >= 0 && !serves {
 		unix.Close(fd)
 		fd = -1
 	}
@@ -218,10 +219,7 @@ func (u *Union) copyData(src layerRef, tmp string, size uint64, mode int) (int, 
 	if err != nil {
 		return -1, err
 	}
-	if err := copyInto(fd, src, size); err != nil {
-		return fd, err
-	}
-	return fd, nil
+	return fd, copyInto(fd, src, size)
 }
 
 // copyInto writes src's first size bytes to fd, an empty file, and syncs
