@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -76,6 +77,10 @@ func permOp(op, p, p2 string) error {
 		return fmt.Errorf("mode %o", st.Mode&0o7777)
 	case "setxattr":
 		return unix.Setxattr(p, "user.livefs-test", []byte("v"), 0)
+	case "acl-noexec": // an ACL of owner, group and others alone, as a mode of 0644
+		return unix.Setxattr(p, "system.posix_acl_access", minimalACL(6, 4, 4), 0)
+	case "acl-exec": // and as 0755
+		return unix.Setxattr(p, "system.posix_acl_access", minimalACL(7, 5, 5), 0)
 	case "utimes":
 		return unix.UtimesNano(p, []unix.Timespec{{Sec: 1}, {Sec: 1}})
 	case "touch":
@@ -96,6 +101,18 @@ func permOp(op, p, p2 string) error {
 		return exec.Command(p).Run()
 	}
 	return fmt.Errorf("unknown op %q", op)
+}
+
+// minimalACL is a system.posix_acl_access value of the owner, group and
+// other entries with those permissions.
+func minimalACL(owner, group, other uint16) []byte {
+	v := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range []struct{ tag, perm uint16 }{{0x01, owner}, {0x04, group}, {0x20, other}} {
+		v = binary.LittleEndian.AppendUint16(v, e.tag)
+		v = binary.LittleEndian.AppendUint16(v, e.perm)
+		v = binary.LittleEndian.AppendUint32(v, 0xffffffff)
+	}
+	return v
 }
 
 func errName(err error) string {
@@ -210,7 +227,7 @@ func TestPermissions(t *testing.T) {
 				}
 				return strings.TrimSpace(string(out))
 			}
-			for _, tc := range []struct {
+			for i, tc := range []struct {
 				op, path, path2, want string
 			}{
 				{"read", "etc/secret", "", "EACCES"},
@@ -249,8 +266,19 @@ func TestPermissions(t *testing.T) {
 				{"readdir", "open", "", "ok"},
 				{"trunc-open", "open/setuid", "", "mode 777"},
 				{"trunc-open", "open/setgid", "", "mode 777"},
+				// Names the kernel has cached in a directory stop working
+				// once its search permission is taken away, by ACL or mode.
+				{"mkdir", "open/gate", "", "ok"},
+				{"create", "open/gate/f", "", "ok"},
+				{"stat", "open/gate/f", "", "ok"},
+				{"acl-noexec", "open/gate", "", "ok"},
+				{"stat", "open/gate/f", "", "EACCES"},
+				{"acl-exec", "open/gate", "", "ok"},
+				{"stat", "open/gate/f", "", "ok"},
+				{"chmod", "open/gate", "", "ok"},
+				{"stat", "open/gate/f", "", "EACCES"},
 			} {
-				name := tc.op + " " + tc.path
+				name := fmt.Sprintf("#%d %s %s", i, tc.op, tc.path)
 				kernel := run(mounts["overlayfs"], tc.op, tc.path, tc.path2)
 				got := run(mounts["livefs"], tc.op, tc.path, tc.path2)
 				if got != tc.want || kernel != tc.want {

@@ -16,3 +16,6 @@ func BeforeStore(hook func()) {
 	}
 	beforeStore.Store(&hook)
 }
+
+// MinimalACL is minimalACL.
+var MinimalACL = minimalACL

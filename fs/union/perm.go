@@ -3,6 +3,8 @@ package union
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -305,7 +307,7 @@ func (n *node) permitSetattr(ctx context.Context, f fs.FileHandle, in *fuse.SetA
 // namespaces.
 func (n *node) permitXattr(ctx context.Context, name string, mask uint32) syscall.Errno {
 	user := strings.HasPrefix(name, "user.")
-	acl := mask == mayWrite && (name == "system.posix_acl_access" || name == "system.posix_acl_default")
+	acl := mask == mayWrite && (name == aclAccess || name == aclDefault)
 	if !user && !acl {
 		return 0 // without a stat: the kernel asks for security.capability before each write
 	}
@@ -326,19 +328,117 @@ func (n *node) permitXattr(ctx context.Context, name string, mask uint32) syscal
 }
 
 // dropCachedNames makes the kernel forget the names it has cached in
-// directory n, after its mode or owner changed: it would otherwise follow
+// directory n after a change to its mode, owner or ACL that may have taken
+// search permission away from someone: the kernel would otherwise follow
 // them without asking, and search permission on n is checked here, not by
-// the kernel. It runs after the reply: the kernel holds the directory's
-// lock until then, and the invalidation takes it.
-func (n *node) dropCachedNames() {
+// the kernel. before is what decided that permission until the change
+// (searchers), or nil if unknown. It runs after the reply: the kernel holds
+// the directory's lock until then, and the invalidation takes it.
+func (n *node) dropCachedNames(before *searchers) {
 	if !n.u.checkPerms.Load() || !n.IsDir() {
 		return
+	}
+	if before != nil {
+		if a, err := n.attr(); err == nil && !before.narrowedBy(a) {
+			return // cp -a sets each directory's owner and mode after filling it
+		}
 	}
 	go func() {
 		for name := range n.Children() {
 			n.NotifyEntry(name)
 		}
 	}()
+}
+
+// searchers is what decides who may search a directory without an
+// extended ACL: its owner, its group and the execute bits of its mode.
+type searchers struct{ uid, gid, exec uint32 }
+
+// searchersOf returns directory n's searchers before a change, nil where
+// they are unknown (dropCachedNames then drops the names in any case) or
+// not needed.
+func (n *node) searchersOf() *searchers {
+	if !n.u.checkPerms.Load() || !n.IsDir() {
+		return nil
+	}
+	a, err := n.attr()
+	if err != nil {
+		return nil
+	}
+	return &searchers{uid: a.UID, gid: a.GID, exec: a.Mode & 0o111}
+}
+
+// narrowedBy reports whether a directory that now has attributes a may be
+// searched by fewer callers than s allowed: a caller's class (owner,
+// group, others) is unchanged while owner and group are, and within it
+// only a cleared execute bit refuses (an ACL's mask is the group bits).
+func (s *searchers) narrowedBy(a *Attr) bool {
+	return a.UID != s.uid || a.GID != s.gid || s.exec&^(a.Mode&0o111) != 0
+}
+
+// aclSearchers is searchersOf before value is set as directory n's
+// system.posix_acl_access: nil (the names are dropped) unless both the
+// ACL n has and the new one are only the owner, group and other entries
+// that its mode holds, since named entries decide for callers the mode
+// does not show.
+func (n *node) aclSearchers(value []byte) *searchers {
+	if _, ok := minimalACL(value); !ok {
+		return nil
+	}
+	s := n.searchersOf()
+	if s == nil {
+		return nil
+	}
+	t := n.top()
+	if v, err := t.b.layer.GetXattr(t.e, aclAccess); !errors.Is(err, ErrNoXattr) {
+		if _, ok := minimalACL(v); !ok {
+			return nil
+		}
+	}
+	return s
+}
+
+// The names of a file's POSIX ACL and a directory's default ACL.
+const (
+	aclAccess  = "system.posix_acl_access"
+	aclDefault = "system.posix_acl_default"
+)
+
+// ACL entry tags (of the owner, the group and others) and the place of
+// their permissions in a mode.
+var aclModeShift = map[uint16]uint{0x01: 6, 0x04: 3, 0x20: 0}
+
+// minimalACL reports whether v, a system.posix_acl_access value (version
+// 2, then entries of tag, permissions and ID in 8 bytes each), holds the
+// owner, group and other entries alone: what a mode says in full. mode is
+// that mode's permission bits.
+func minimalACL(v []byte) (mode uint32, ok bool) {
+	if len(v) != 4+3*8 || binary.LittleEndian.Uint32(v) != 2 {
+		return 0, false
+	}
+	var seen uint32
+	for e := v[4:]; len(e) > 0; e = e[8:] {
+		tag, perm := binary.LittleEndian.Uint16(e), uint32(binary.LittleEndian.Uint16(e[2:]))
+		shift, known := aclModeShift[tag]
+		if !known || seen&(7<<shift) != 0 || perm > 7 {
+			return 0, false
+		}
+		seen |= 7 << shift
+		mode |= perm << shift
+	}
+	return mode, true
+}
+
+// aclKeepsMode reports whether setting v as n's access ACL leaves n's mode
+// as it is: v is minimal and has the mode's permissions, and n has no
+// setgid bit (which the change may clear).
+func (n *node) aclKeepsMode(v []byte) bool {
+	mode, ok := minimalACL(v)
+	if !ok {
+		return false
+	}
+	a, err := n.permAttr()
+	return err == nil && a.Mode&syscall.S_ISGID == 0 && mode == a.Mode&0o777
 }
 
 // permitRename checks that the caller may change both directories of a

@@ -828,7 +828,7 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	}
 	defer n.forgetPermAttr()
 	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID) != 0 {
-		defer n.dropCachedNames()
+		defer n.dropCachedNames(n.searchersOf())
 	}
 	if n.path() == "" {
 		return n.setOrphanAttr(f, in, out)
@@ -878,17 +878,27 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if errno := n.permitXattr(ctx, attr, mayWrite); errno != 0 {
 		return errno
 	}
-	defer n.forgetPermAttr() // an ACL changes the mode
-	if attr == "system.posix_acl_access" {
-		defer n.dropCachedNames()
+	// An access ACL sets the mode too, and the reply carries no
+	// attributes: unless the mode stays, the kernel is told to drop those it
+	// keeps (before the reply: a stat right after the change must see it).
+	newMode := false
+	if attr == aclAccess {
+		newMode = !n.aclKeepsMode(data)
+		defer n.dropCachedNames(n.aclSearchers(data))
 	}
+	defer n.forgetPermAttr()
+	var errno syscall.Errno
 	if n.path() == "" {
-		return n.changeOrphanXattr("", func(anchor string) error { return unix.Setxattr(anchor, attr, data, int(flags)) })
-	}
-	if err := n.u.copyUp(n); err != nil {
+		errno = n.changeOrphanXattr("", func(anchor string) error { return unix.Setxattr(anchor, attr, data, int(flags)) })
+	} else if err := n.u.copyUp(n); err != nil {
 		return toErrno(err)
+	} else {
+		errno = toErrno(xattrat.Set(n.u.changes.FD(), n.path(), attr, data, int(flags)))
 	}
-	return toErrno(xattrat.Set(n.u.changes.FD(), n.path(), attr, data, int(flags)))
+	if errno == 0 && newMode {
+		n.NotifyContent(-1, 0)
+	}
+	return errno
 }
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
@@ -902,8 +912,20 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 		return errno
 	}
 	defer n.forgetPermAttr()
+	if attr == aclAccess {
+		defer n.dropCachedNames(nil) // its named entries may have let callers in; the mode stays
+	}
 	if n.path() == "" {
 		return n.changeOrphanXattr(attr, func(anchor string) error { return unix.Removexattr(anchor, attr) })
+	}
+	if !n.inUpper() {
+		// Nothing to remove is no change, and no reason for a copy-up (as
+		// overlayfs; the changes layer's file system may not even say
+		// ENODATA for an ACL).
+		t := n.top()
+		if _, err := t.b.layer.GetXattr(t.e, attr); errors.Is(err, ErrNoXattr) {
+			return syscall.ENODATA
+		}
 	}
 	if err := n.u.copyUp(n); err != nil {
 		return toErrno(err)

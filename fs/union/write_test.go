@@ -2,6 +2,7 @@ package union_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand"
@@ -151,6 +152,39 @@ func fdStat(fd int) string {
 // randomOps draws operations over a small name space, so that they hit the
 // lower layers' names, each other's results, and every error case often.
 // Descriptors stay open in slots; the last operations close them.
+// aclOf is a system.posix_acl_access value with those permissions for
+// the owner, the group and others, and if mask is not 0, an entry that
+// gives user 65534 named with that mask.
+func aclOf(owner, group, other, named, mask uint16) []byte {
+	type entry struct {
+		tag, perm uint16
+		id        uint32
+	}
+	const none = 0xffffffff
+	entries := []entry{{0x01, owner, none}, {0x04, group, none}, {0x20, other, none}}
+	if mask != 0 {
+		entries = []entry{{0x01, owner, none}, {0x02, named, 65534}, {0x04, group, none}, {0x10, mask, none}, {0x20, other, none}}
+	}
+	v := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range entries {
+		v = binary.LittleEndian.AppendUint16(v, e.tag)
+		v = binary.LittleEndian.AppendUint16(v, e.perm)
+		v = binary.LittleEndian.AppendUint32(v, e.id)
+	}
+	return v
+}
+
+// modeOf is " mode M" of p (not followed), or "" if it cannot be read.
+// It asks for the mode alone, so that a stale one in the kernel's cache
+// shows (a full stat would refresh it for the ctime a change marks stale).
+func modeOf(p string) string {
+	var st unix.Statx_t
+	if unix.Statx(unix.AT_FDCWD, p, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MODE, &st) != nil {
+		return ""
+	}
+	return fmt.Sprintf(" mode %o", st.Mode&0o7777)
+}
+
 func randomOps(rng *rand.Rand, n int, slots openSlots) []op {
 	names := []string{"a", "b", "c", "d", "e"}
 	randPath := func() string {
@@ -169,7 +203,7 @@ func randomOps(rng *rand.Rand, n int, slots openSlots) []op {
 		mode := uint32([]int{0o600, 0o644, 0o755, 0o4755, 0o1777, 0o000}[rng.Intn(6)])
 		slot := rng.Intn(2)
 		var o op
-		switch rng.Intn(25) {
+		switch rng.Intn(27) {
 		case 0:
 			o = op{"create " + p, func(r string) string {
 				return writeOp(filepath.Join(r, p), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, data, -1)
@@ -277,6 +311,33 @@ func randomOps(rng *rand.Rand, n int, slots openSlots) []op {
 		case 24:
 			o = op{fmt.Sprintf("fd-setxattr slot=%d", slot), func(r string) string {
 				return errStr(unix.Fsetxattr(slots.fd(r, slot), "user.k"+names[int(off)%5], []byte(data), 0))
+			}}
+		case 25:
+			// An access ACL sets the mode's permission bits (a named entry
+			// the group bits to its mask): the mode read right after shows
+			// whether the kernel's cache kept the old. cp -a sets an ACL of
+			// the mode the file already has.
+			kind := []string{"named", "minimal", "of its mode"}[off%3]
+			o = op{fmt.Sprintf("setacl %s %s %o %o", p, kind, off%8, size%8), func(r string) string {
+				f := filepath.Join(r, p)
+				var acl []byte
+				switch kind {
+				case "named":
+					acl = aclOf(6, 4, 0, uint16(off%8), uint16(size%7)+1)
+				case "minimal":
+					acl = aclOf(uint16(off%8), uint16(size%8), 5, 0, 0)
+				default:
+					var st unix.Statx_t
+					if err := unix.Statx(unix.AT_FDCWD, f, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MODE, &st); err != nil {
+						return errStr(err)
+					}
+					acl = aclOf(st.Mode>>6&7, st.Mode>>3&7, st.Mode&7, 0, 0)
+				}
+				return errStr(unix.Lsetxattr(f, "system.posix_acl_access", acl, 0)) + modeOf(f)
+			}}
+		case 26:
+			o = op{"removeacl " + p, func(r string) string {
+				return errStr(unix.Lremovexattr(filepath.Join(r, p), "system.posix_acl_access")) + modeOf(filepath.Join(r, p))
 			}}
 		}
 		ops = append(ops, o)
