@@ -42,30 +42,22 @@ type dirEntry struct {
 
 func (e *dirEntry) Attr() *Attr { return &e.attr }
 
-func (l *DirLayer) stat(rel string) (*dirEntry, error) {
-	var st unix.Stat_t
-	flags := unix.AT_SYMLINK_NOFOLLOW
-	if rel == "." {
-		flags |= unix.AT_EMPTY_PATH
-	}
-	name := rel
-	if rel == "." {
-		name = ""
-	}
-	if err := unix.Fstatat(l.fd, name, &st, flags); err != nil {
-		return nil, &os.PathError{Op: "stat", Path: path.Join(l.name, rel), Err: err}
-	}
-	return &dirEntry{rel: rel, attr: attrFromStat(&st)}, nil
-}
+func (l *DirLayer) stat(rel string) (*dirEntry, error) { return l.statOpen(rel, -1) }
 
 // statOpen is stat of rel, through fd, rel's open descriptor, if it is not
 // -1.
 func (l *DirLayer) statOpen(rel string, fd int) (*dirEntry, error) {
-	if fd < 0 {
-		return l.stat(rel)
-	}
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	var err error
+	switch {
+	case fd >= 0:
+		err = unix.Fstat(fd, &st)
+	case rel == ".":
+		err = unix.Fstatat(l.fd, "", &st, unix.AT_SYMLINK_NOFOLLOW|unix.AT_EMPTY_PATH)
+	default:
+		err = unix.Fstatat(l.fd, rel, &st, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err != nil {
 		return nil, &os.PathError{Op: "stat", Path: path.Join(l.name, rel), Err: err}
 	}
 	return &dirEntry{rel: rel, attr: attrFromStat(&st)}, nil
