@@ -149,9 +149,6 @@ func fdStat(fd int) string {
 	return fmt.Sprintf("ok mode=%o uid=%d gid=%d size=%d nlink=%d", st.Mode, st.Uid, st.Gid, st.Size, st.Nlink)
 }
 
-// randomOps draws operations over a small name space, so that they hit the
-// lower layers' names, each other's results, and every error case often.
-// Descriptors stay open in slots; the last operations close them.
 // aclOf is a system.posix_acl_access value with those permissions for
 // the owner, the group and others, and if mask is not 0, an entry that
 // gives user 65534 named with that mask.
@@ -185,6 +182,9 @@ func modeOf(p string) string {
 	return fmt.Sprintf(" mode %o", st.Mode&0o7777)
 }
 
+// randomOps draws operations over a small name space, so that they hit the
+// lower layers' names, each other's results, and every error case often.
+// Descriptors stay open in slots; the last operations close them.
 func randomOps(rng *rand.Rand, n int, slots openSlots) []op {
 	names := []string{"a", "b", "c", "d", "e"}
 	randPath := func() string {
@@ -315,10 +315,10 @@ func randomOps(rng *rand.Rand, n int, slots openSlots) []op {
 		case 25:
 			// An access ACL sets the mode's permission bits (a named entry
 			// the group bits to its mask): the mode read right after shows
-			// whether the kernel's cache kept the old. cp -a sets an ACL of
-			// the mode the file already has.
+			// whether the kernel's cache kept the old; one equal to the mode
+			// changes nothing.
 			kind := []string{"named", "minimal", "of its mode"}[off%3]
-			o = op{fmt.Sprintf("setacl %s %s %o %o", p, kind, off%8, size%8), func(r string) string {
+			o = op{fmt.Sprintf("setacl %s %s (%d %d)", p, kind, off, size), func(r string) string {
 				f := filepath.Join(r, p)
 				var acl []byte
 				switch kind {
