@@ -356,12 +356,13 @@ type searchers struct{ uid, gid, exec uint32 }
 
 // searchersOf returns directory n's searchers before a change, nil where
 // they are unknown (dropCachedNames then drops the names in any case) or
-// not needed.
+// not needed. They come from the attributes the change's permission check
+// has just read (permAttr).
 func (n *node) searchersOf() *searchers {
 	if !n.u.checkPerms.Load() || !n.IsDir() {
 		return nil
 	}
-	a, err := n.attr()
+	a, err := n.permAttr()
 	if err != nil {
 		return nil
 	}
